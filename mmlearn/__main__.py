@@ -1,0 +1,5 @@
+import sys
+
+from mmlearn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,166 @@
+"""The ``mmlearn`` command line. Argument parsing only; the work lives in the library."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from mmlearn import __version__
+from mmlearn.errors import MmlearnError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (2 for a user error)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.run(args) or 0)
+    except MmlearnError as e:
+        print(f"mmlearn: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mmlearn: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmlearn", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mmlearn {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    parser.set_defaults(run=lambda _: parser.print_help())
+    commands = parser.add_subparsers(title="commands")
+
+    data = commands.add_parser("data", help="prepare and inspect feature stores")
+    data.set_defaults(run=lambda _: data.print_help())
+    data_commands = data.add_subparsers(title="data commands")
+    prepare = data_commands.add_parser("prepare", help="write a feature store from a source")
+    prepare.set_defaults(run=lambda _: prepare.print_help())
+    sources = prepare.add_subparsers(title="sources", metavar="SOURCE")
+    from mmlearn.data.source import SOURCES, get_source
+
+    get_source("mfeat")  # registers the built-in sources
+    for source in SOURCES.values():
+        _add_source_parser(sources, source)
+    info = data_commands.add_parser("info", help="print a store's manifest and split statistics")
+    info.add_argument("path", metavar="DIR")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    info.set_defaults(run=_data_info)
+    return parser
+
+
+def _add_source_parser(sources: Any, source: Any) -> None:
+    sub = sources.add_parser(source.name, help=source.summary, description=source.summary)
+    sub.add_argument("--out", required=True, metavar="DIR", help="store directory to write")
+    sub.add_argument("--force", action="store_true", help="replace an existing store at --out")
+    hints = typing.get_type_hints(source.options)
+    for f in dataclasses.fields(source.options):
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        help_text = f"{f.metadata.get('help', '')} (default: {_show(f.default)})"
+        if kind is bool:
+            sub.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+        elif typing.get_origin(kind) is tuple:
+            sub.add_argument(
+                flag,
+                dest=f.name,
+                type=_comma_list,
+                default=argparse.SUPPRESS,
+                metavar="A,B,...",
+                help=help_text,
+            )
+        else:
+            base = _optional_base(kind)
+            sub.add_argument(
+                flag,
+                dest=f.name,
+                type=base,
+                default=argparse.SUPPRESS,
+                metavar=base.__name__.upper(),
+                help=help_text,
+            )
+    sub.set_defaults(
+        run=_data_prepare,
+        source=source.name,
+        option_names=[f.name for f in dataclasses.fields(source.options)],
+    )
+
+
+def _optional_base(kind: Any) -> Any:
+    """``str | None`` -> ``str``; other types unchanged."""
+    if isinstance(kind, types.UnionType):
+        return next(a for a in typing.get_args(kind) if a is not type(None))
+    return kind
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _show(value: Any) -> str:
+    return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
+def _data_prepare(args: argparse.Namespace) -> int:
+    from mmlearn.data.prepare import prepare_store
+
+    options = {k: getattr(args, k) for k in args.option_names if hasattr(args, k)}
+    path = prepare_store(args.source, options, args.out, force=args.force)
+    print(f"wrote {args.source} store to {path}")
+    return 0
+
+
+def _data_info(args: argparse.Namespace) -> int:
+    from mmlearn.data.store import open_store
+
+    store = open_store(args.path)
+    stats = store.describe()
+    if args.json:
+        print(json.dumps({"manifest": store.manifest, "splits": stats}, indent=2))
+        return 0
+    m = store.manifest
+    print(f"store      {store.path}")
+    print(f"source     {m['source']}  ({m['created_by']})")
+    print(f"options    {json.dumps(m['options'])}")
+    print(f"task       {m['task']}")
+    print("modalities")
+    for mod in store.modalities:
+        shape = "x".join(map(str, mod.shape))
+        kind = "sequence" if mod.is_sequence else "vector"
+        lengths = ", own lengths" if mod.variable_length else ""
+        print(f"  {mod.name:<10} {kind:<8} {shape}{lengths}")
+    print("targets")
+    for t in store.targets:
+        classes = f" {list(t.class_names)}" if t.class_names else ""
+        print(f"  {t.name:<10} {t.kind}{classes}")
+    for note, value in m.get("notes", {}).items():
+        print(f"note       {note}: {json.dumps(value)}")
+    for split, s in stats.items():
+        size = m["splits"][split]["bytes"] / 2**20
+        print(f"split {split}: {s['rows']} rows, {size:.1f} MiB")
+        for name, t in s["targets"].items():
+            print(f"  target {name}: {json.dumps(t)}")
+        for name, mod in s["modalities"].items():
+            extra = ""
+            if "length" in mod:
+                ln = mod["length"]
+                extra = f"  length min {ln['min']} mean {ln['mean']:.1f} max {ln['max']}"
+            print(f"  {name:<10} mean {mod['mean']:+.4f} std {mod['std']:.4f}{extra}")
+    return 0
