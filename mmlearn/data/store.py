@@ -14,7 +14,9 @@ Processes that open the same store share one copy of it in the page cache.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import mmap
 import os
 import shutil
 import tempfile
@@ -33,6 +35,7 @@ from mmlearn.errors import DataError
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 _CHUNK_ROWS = 1024  # rows checked for non-finite values at a time (bounds temporary memory)
+_MADV_POPULATE_READ = 22  # linux/mman.h; Python 3.11's mmap module does not name it
 
 
 @dataclass
@@ -128,9 +131,8 @@ class FeatureStore:
     def _open_split(self, name: str) -> StoreSplit:
         file = self.path / f"{name}.arrow"
         try:
-            with pa.memory_map(str(file), "r") as source:
-                table = pa.ipc.open_file(source).read_all()
-        except (OSError, pa.ArrowInvalid) as e:
+            table = pa.ipc.open_file(pa.BufferReader(_map_file(file))).read_all()
+        except (OSError, ValueError, pa.ArrowInvalid) as e:
             raise DataError(
                 f"cannot read {file}: {e}. The file is missing, truncated or corrupt; "
                 "prepare the store again with `mmlearn data prepare`."
@@ -195,6 +197,20 @@ class FeatureStore:
                 stats["modalities"][m.name] = entry
             out[name] = stats
         return out
+
+
+def _map_file(file: Path) -> pa.Buffer:
+    """A read-only shared memory map of ``file`` as an Arrow buffer, its pages pre-faulted.
+
+    Faulting 4 KiB pages one at a time during the first epoch costs more than the copy itself
+    on virtual machines; MADV_POPULATE_READ maps every page at once (0.05-0.1 s per GiB that is
+    in the page cache). Kernels older than 5.14 refuse it, and pages then fault in on use.
+    """
+    with open(file, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+    with contextlib.suppress(OSError):
+        mapped.madvise(_MADV_POPULATE_READ)
+    return pa.py_buffer(mapped)
 
 
 def open_store(path: str | Path) -> FeatureStore:
