@@ -1,0 +1,221 @@
+"""DMRNet (Wei et al., ECCV 2024): probabilistic fusion embedding and hard-combination regulariser.
+
+methods.md §2. Encoder features of absent modalities are zeroed (inputs are zero-filled too),
+concatenated, and mapped to a Gaussian embedding (mean and log-variance heads with batch
+norm). The head reads a sample in training and the mean in evaluation. The loss is
+
+    L = task + alpha * KL(N(mu, sigma²) || N(0, I)) + beta * (1/B) sum_b task_b * 1[b is hard]
+
+where a sample is hard when its modality combination is one of the hard combinations: either
+given (``hard_combinations``, as in the face anti-spoofing code) or mined once after a warm-up
+as the ``hcr_top_k`` combinations with the largest mean embedding variance (generalising the
+audio-visual code, which compares only the two unimodal combinations). As in the official code
+the regulariser shares the task head, so it up-weights the hard samples' task loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from mmlearn.data.batch import Batch
+from mmlearn.data.missing import make_pattern
+from mmlearn.data.spec import DatasetSpec
+from mmlearn.errors import ConfigError
+from mmlearn.models._inputs import build_encoders, columns, encode, pattern_bits
+from mmlearn.models._task import as_prediction, output_dim, task_loss
+from mmlearn.models.base import LossOutput, MissingModalityModel, ModelOutput
+from mmlearn.models.hparams import EncoderHParams, SearchSpace, positive
+from mmlearn.models.layers import gaussian_kl, reparameterize
+from mmlearn.models.registry import register
+
+
+@dataclass(frozen=True)
+class DMRNetHParams(EncoderHParams):
+    """DMRNet's hyperparameters; defaults are the official CREMA-D values (methods.md §2.2).
+
+    Attributes:
+        kl_weight: alpha, the weight of the distribution regulariser.
+        hcr_weight: beta, the weight of the hard-combination regulariser.
+        hcr_warmup_steps: training steps before the hard combinations are mined (official:
+            6 epochs, about 630 steps on CREMA-D at batch 64).
+        hcr_top_k: number of hard combinations to mine.
+        hard_combinations: fixed hard combinations as pattern names (``"rgb+ir"``); when given,
+            nothing is mined.
+    """
+
+    kl_weight: float = 1e-3
+    hcr_weight: float = 0.2
+    hcr_warmup_steps: int = 600
+    hcr_top_k: int = 1
+    hard_combinations: tuple[str, ...] = ()
+
+    search_space: ClassVar[SearchSpace] = {
+        "kl_weight": {"loguniform": [1e-4, 1e-2]},
+        "hcr_weight": {"uniform": [0.0, 0.5]},
+        "hidden": {"choice": [64, 96, 128]},
+    }
+
+    def _check(self) -> list[str]:
+        errors = super()._check() + positive(self, "hcr_top_k")
+        if min(self.kl_weight, self.hcr_weight, self.hcr_warmup_steps) < 0:
+            errors.append("kl_weight, hcr_weight, hcr_warmup_steps: must be >= 0")
+        return errors
+
+
+def parse_combination(name: str, modalities: Sequence[str]) -> int:
+    """The bitmask of a pattern name such as ``"rgb+ir"`` (order-free).
+
+    Raises:
+        ConfigError: if a part is not a modality or the name is empty.
+    """
+    parts = name.split("+")
+    unknown = [p for p in parts if p not in modalities]
+    if unknown or not name:
+        raise ConfigError(
+            f"hard_combinations: {name!r} must be modality names joined by '+' "
+            f"(modalities: {', '.join(modalities)})"
+        )
+    return sum(1 << modalities.index(p) for p in set(parts))
+
+
+class HardCombinationMiner(nn.Module):
+    """Tracks the mean embedding variance per modality combination and names the hard ones.
+
+    Args:
+        modalities: modality names, in order (bit m of a combination is modality m).
+        warmup_steps: training steps observed before mining; mining happens once.
+        top_k: combinations to select.
+        fixed: bitmasks of fixed hard combinations; when non-empty nothing is mined.
+    """
+
+    def __init__(
+        self,
+        modalities: Sequence[str],
+        warmup_steps: int,
+        top_k: int,
+        fixed: Sequence[int] = (),
+    ) -> None:
+        super().__init__()
+        self.modalities = tuple(modalities)
+        self.warmup_steps, self.top_k = warmup_steps, top_k
+        self.mining = not fixed
+        self.hard: tuple[int, ...] = tuple(fixed)
+        self.step = 0
+        self.variance_sum: dict[int, float] = {}
+        self.count: dict[int, int] = {}
+
+    def mean_variance(self) -> dict[int, float]:
+        """Mean variance per combination seen during the warm-up."""
+        return {bits: self.variance_sum[bits] / n for bits, n in self.count.items()}
+
+    def observe(self, bits: torch.Tensor, variance: torch.Tensor) -> None:
+        """Account one training step; mine at the end of the warm-up.
+
+        Args:
+            bits: (B,) combination bitmask per sample.
+            variance: (B,) mean embedding variance per sample.
+        """
+        if not self.mining or self.hard:
+            return
+        for b, v in zip(bits.tolist(), variance.tolist(), strict=True):
+            self.variance_sum[b] = self.variance_sum.get(b, 0.0) + v
+            self.count[b] = self.count.get(b, 0) + 1
+        self.step += 1
+        if self.step >= self.warmup_steps:
+            ranked = sorted(self.mean_variance().items(), key=lambda kv: (-kv[1], kv[0]))
+            self.hard = tuple(bits for bits, _ in ranked[: self.top_k])
+
+    def is_hard(self, bits: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: which samples belong to a hard combination."""
+        hard = torch.tensor(self.hard, dtype=bits.dtype, device=bits.device)
+        return torch.isin(bits, hard)
+
+    def name(self, bits: int) -> str:
+        """The pattern name of a bitmask (``"audio+text"``)."""
+        return make_pattern(bits, self.modalities).name
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """Warm-up statistics, step and the hard combinations."""
+        return {
+            "step": self.step,
+            "hard": list(self.hard),
+            "variance_sum": dict(self.variance_sum),
+            "count": dict(self.count),
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``get_extra_state`` returned."""
+        self.step = int(state["step"])
+        self.hard = tuple(int(b) for b in state["hard"])
+        self.variance_sum = {int(k): float(v) for k, v in state["variance_sum"].items()}
+        self.count = {int(k): int(v) for k, v in state["count"].items()}
+
+
+class ProbabilisticEmbedding(nn.Module):
+    """Mean and log-variance heads ``BN(Linear(h))``; samples in training, mean in evaluation.
+
+    Args:
+        dim: input and embedding size.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.mu = nn.Sequential(nn.Linear(dim, dim), nn.BatchNorm1d(dim))
+        self.logvar = nn.Sequential(nn.Linear(dim, dim), nn.BatchNorm1d(dim))
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Map (B, D) to ``(e, mu, logvar)``, each (B, D)."""
+        mu, logvar = self.mu(h), self.logvar(h)
+        return reparameterize(mu, logvar, sample=self.training), mu, logvar
+
+
+@register("dmrnet", DMRNetHParams)
+class DMRNet(MissingModalityModel):
+    """DMRNet for any number (>= 2) of named modalities."""
+
+    train_protocol = "uniform_nonempty"
+
+    def __init__(self, spec: DatasetSpec, hp: DMRNetHParams) -> None:
+        super().__init__(spec)
+        self.hparams = hp
+        fixed = [parse_combination(c, spec.names) for c in hp.hard_combinations]
+        width = len(spec.names) * hp.hidden
+        self.encoders = build_encoders(spec, hp)
+        self.embedding = ProbabilisticEmbedding(width)
+        self.head = nn.Linear(width, output_dim(spec))
+        self.miner = HardCombinationMiner(spec.names, hp.hcr_warmup_steps, hp.hcr_top_k, fixed)
+
+    def forward(self, batch: Batch) -> ModelOutput:  # noqa: D102
+        z = encode(self.encoders, batch)
+        present = columns(batch, batch.present)
+        h = torch.cat([z[m] * present[m][:, None] for m in self.spec.names], dim=-1)  # (B, M*E)
+        e, mu, logvar = self.embedding(h)
+        extras = {"mu": mu, "logvar": logvar, "bits": pattern_bits(batch.present)}
+        return ModelOutput(as_prediction(self.head(e), self.spec), extras)
+
+    def loss(self, out: ModelOutput, batch: Batch) -> LossOutput:
+        """task + alpha * KL + beta * hard-combination task loss (normalised by B)."""
+        hp, x = self.hparams, out.extras
+        per_sample = task_loss(out.prediction, batch.labels, self.spec, reduction="none")  # (B,)
+        task = per_sample.mean()
+        kl = gaussian_kl(x["mu"], x["logvar"]).mean()
+        hcr = (per_sample * self.miner.is_hard(x["bits"])).sum() / len(per_sample)
+        total = task + hp.kl_weight * kl + hp.hcr_weight * hcr
+        return LossOutput(total, {"task": task.item(), "kl": kl.item(), "hcr": hcr.item()})
+
+    def on_step_end(self, out: ModelOutput, batch: Batch) -> None:
+        """Accumulate per-combination variance during the warm-up (training steps only)."""
+        if self.training:
+            variance = out.extras["logvar"].detach().exp().mean(dim=-1)  # (B,)
+            self.miner.observe(out.extras["bits"], variance)
+
+    def internals(self) -> dict[str, float]:
+        """``hard/<combination>`` = 1 for each hard combination; warm-up mean variances."""
+        miner = self.miner
+        out = {f"variance/{miner.name(b)}": v for b, v in miner.mean_variance().items()}
+        return out | {f"hard/{miner.name(b)}": 1.0 for b in miner.hard}

@@ -1,0 +1,27 @@
+"""Backbones and building blocks shared by the methods; one idea per module."""
+
+from mmlearn.models.layers.encoders import SequenceKind, build_encoder
+from mmlearn.models.layers.init import kaiming_init_
+from mmlearn.models.layers.lstm import LSTMEncoder
+from mmlearn.models.layers.mlp import MLP, MLPEncoder
+from mmlearn.models.layers.residual_ae import ResidualAE, ResidualAEOutput
+from mmlearn.models.layers.textcnn import TextCNN
+from mmlearn.models.layers.transformer import SandwichBlock, SequenceTransformer
+from mmlearn.models.layers.vib import VIBHead, gaussian_kl, reparameterize
+
+__all__ = [
+    "LSTMEncoder",
+    "MLP",
+    "MLPEncoder",
+    "ResidualAE",
+    "ResidualAEOutput",
+    "SandwichBlock",
+    "SequenceKind",
+    "SequenceTransformer",
+    "TextCNN",
+    "VIBHead",
+    "build_encoder",
+    "gaussian_kl",
+    "kaiming_init_",
+    "reparameterize",
+]

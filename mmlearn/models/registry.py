@@ -1,0 +1,195 @@
+"""The method registry: one name per method, its hyperparameters and default search space.
+
+``build`` is the only lookup. A method registers a builder (usually its class) called as
+``builder(spec, hparams)``; the builder carries a ``train_protocol`` attribute naming the
+training mask protocol of its paper (a mode of ``mmlearn.data.missing``), so a study can
+default to it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from mmlearn.data.missing import MODES
+from mmlearn.data.spec import DatasetSpec
+from mmlearn.errors import ConfigError
+from mmlearn.models.base import MissingModalityModel
+from mmlearn.models.hparams import HParams
+
+_KINDS = {"loguniform": 2, "uniform": 2, "int": 2, "choice": None}
+
+
+class Builder(Protocol):
+    """What ``register`` decorates: a callable ``(spec, hparams) -> model``."""
+
+    train_protocol: str
+
+    def __call__(self, spec: DatasetSpec, hparams: Any) -> MissingModalityModel: ...  # noqa: D102
+
+
+B = TypeVar("B", bound=Callable[..., MissingModalityModel])
+
+
+@dataclass(frozen=True)
+class _Entry:
+    builder: Builder
+    hparams_cls: type[HParams]
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``known``, or an empty string."""
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _check_search_space(name: str, hparams_cls: type[HParams]) -> None:
+    """Raise ValueError unless every search-space entry names a field and is well formed."""
+    fields = {f.name for f in dataclasses.fields(hparams_cls)}
+    for key, dist in hparams_cls.search_space.items():
+        where = f"search space of {name!r}, key {key!r}"
+        if key not in fields:
+            raise ValueError(f"{where}: must name a field of {hparams_cls.__name__}.")
+        if len(dist) != 1 or next(iter(dist)) not in _KINDS:
+            raise ValueError(f"{where}: must be one of {sorted(_KINDS)}, but got {dist!r}.")
+        kind, args = next(iter(dist.items()))
+        if not isinstance(args, list) or not args or len(args) != (_KINDS[kind] or len(args)):
+            raise ValueError(f"{where}: {kind} takes a list of {_KINDS[kind] or 'some'} values.")
+        if kind != "choice" and not (args[0] <= args[1] and (kind != "loguniform" or args[0] > 0)):
+            raise ValueError(f"{where}: bounds must satisfy low <= high (0 < low for loguniform).")
+        for value in args:
+            hparams_cls(**{key: value})  # every choice and bound must be a valid value
+
+
+def register(name: str, hparams_cls: type[HParams]) -> Callable[[B], B]:
+    """Decorator registering a method builder under ``name``.
+
+    Args:
+        name: the registry name (snake_case).
+        hparams_cls: the frozen dataclass of the method's hyperparameters.
+
+    Returns:
+        The decorator; it returns the builder unchanged.
+
+    Raises:
+        ValueError: if ``name`` is taken, the builder has no valid ``train_protocol``, or the
+            default search space does not fit ``hparams_cls``.
+    """
+
+    def decorate(builder: B) -> B:
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} is already registered; names must be unique.")
+        protocol = getattr(builder, "train_protocol", None)
+        if protocol not in MODES:
+            raise ValueError(
+                f"{name!r}: train_protocol must be one of {MODES}, but got {protocol!r}."
+            )
+        _check_search_space(name, hparams_cls)
+        _REGISTRY[name] = _Entry(builder, hparams_cls)  # type: ignore[arg-type]
+        return builder
+
+    return decorate
+
+
+def _entry(name: str) -> _Entry:
+    if name not in _REGISTRY:
+        raise ConfigError(
+            f"unknown method {name!r}{_suggest(name, names())} (known: {', '.join(names())})"
+        )
+    return _REGISTRY[name]
+
+
+def names() -> list[str]:
+    """Every registered method name, sorted."""
+    return sorted(_REGISTRY)
+
+
+def hparams_class(name: str) -> type[HParams]:
+    """The hyperparameter dataclass of method ``name``.
+
+    Raises:
+        ConfigError: if ``name`` is not registered.
+    """
+    return _entry(name).hparams_cls
+
+
+def default_search_space(name: str) -> dict[str, dict[str, list[Any]]]:
+    """A fresh copy of method ``name``'s default search space (study-file syntax).
+
+    Raises:
+        ConfigError: if ``name`` is not registered.
+    """
+    return copy.deepcopy(dict(_entry(name).hparams_cls.search_space))  # type: ignore[arg-type]
+
+
+def train_protocol(name: str) -> str:
+    """The training mask protocol of method ``name``'s paper (a ``mmlearn.data.missing`` mode).
+
+    Raises:
+        ConfigError: if ``name`` is not registered.
+    """
+    return _entry(name).builder.train_protocol
+
+
+def make_hparams(name: str, hyperparameters: Mapping[str, Any] | HParams | None) -> HParams:
+    """Method ``name``'s hyperparameters from a mapping of overrides (or an instance).
+
+    Raises:
+        ConfigError: for an unknown method, unknown keys (all of them, with close matches), or
+            values of the wrong type or range.
+    """
+    cls = _entry(name).hparams_cls
+    if isinstance(hyperparameters, HParams):
+        if type(hyperparameters) is not cls:
+            raise ConfigError(
+                f"{name}: hyperparameters must be a {cls.__name__}, "
+                f"but got a {type(hyperparameters).__name__}."
+            )
+        return hyperparameters
+    given = dict(hyperparameters or {})
+    fields = [f.name for f in dataclasses.fields(cls)]
+    unknown = [
+        f"{name}.{key}: unknown hyperparameter{_suggest(key, fields)}"
+        for key in given
+        if key not in fields
+    ]
+    if unknown:
+        raise ConfigError("; ".join(unknown) + f" (allowed: {', '.join(fields)}).")
+    try:
+        return cls(**given)
+    except ConfigError as e:
+        raise ConfigError(f"{name}: {e}") from e
+
+
+def build(
+    name: str,
+    hyperparameters: Mapping[str, Any] | HParams | None,
+    spec: DatasetSpec,
+) -> MissingModalityModel:
+    """Build method ``name`` for the data set ``spec``.
+
+    Args:
+        name: a registered method name.
+        hyperparameters: overrides of the defaults (unknown keys are errors) or an instance of
+            the method's hyperparameter class.
+        spec: the data set the model is sized for.
+
+    Returns:
+        The model, in its first stage.
+
+    Raises:
+        ConfigError: for an unknown name, an unknown key, a wrong type or value, or a
+            hyperparameter that does not fit ``spec`` (e.g. an override for a missing modality).
+    """
+    hp = make_hparams(name, hyperparameters)
+    try:
+        return _entry(name).builder(spec, hp)
+    except ConfigError as e:
+        raise ConfigError(f"{name}: {e}") from e

@@ -1,0 +1,199 @@
+"""RedCore maths beyond the contract suite: the weighter (methods.md §1.6), the loss (§1.5)."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+
+from mmlearn.models import registry
+from mmlearn.models.redcore import (
+    RedCore,
+    RelativeAdvantageWeighter,
+    reconstruction_errors,
+    vib_kl,
+)
+from tests.unit.test_models_contract import TINY, all_patterns, make_batch, make_spec
+
+MODS = ("a", "b", "c")
+
+
+def weighter(**kw: float) -> RelativeAdvantageWeighter:
+    args = {"rho": 0.5, "eta": 0.1, "growth": 2.0, "growth_every": 500, "interval": 2}
+    return RelativeAdvantageWeighter(MODS, **(args | kw))  # type: ignore[arg-type]
+
+
+def losses(a: float | None, b: float | None, c: float | None) -> dict[str, float | None]:
+    return dict(zip(MODS, (a, b, c), strict=True))
+
+
+def tiny_redcore(**kw: object) -> RedCore:
+    torch.manual_seed(0)
+    model = registry.build("redcore", dict(TINY) | kw, make_spec("vector"))
+    assert isinstance(model, RedCore)
+    return model
+
+
+def test_first_step_ema_advantage_eta_and_beta() -> None:
+    w = weighter()
+    w.update(losses(1.0, 2.0, 3.0))
+    # EMA from 0 with rho = 0.5: [0.5, 1.0, 1.5]; mean 1.0; ra = (1 - L) / 1.
+    assert w.ema == pytest.approx([0.5, 1.0, 1.5])
+    assert w.advantage == pytest.approx([0.5, 0.0, -0.5])
+    # t = 0 grows eta before the update: 0.1 * 2 = 0.2; beta = 1 - 0.2 * ra, then L2-normalised.
+    assert w.eta == pytest.approx(0.2)
+    norm = math.sqrt(0.9**2 + 1.0**2 + 1.1**2)
+    assert w.beta == pytest.approx([0.9 / norm, 1.0 / norm, 1.1 / norm])
+    assert w.step == 1
+
+
+def test_beta_updates_every_interval_steps_only() -> None:
+    w = weighter(interval=3)
+    seen = []
+    for t in range(7):
+        w.update(losses(1.0 + t, 2.0, 3.0 * (t + 1)))
+        seen.append(list(w.beta))
+    changed = [t for t in range(1, 7) if seen[t] != seen[t - 1]]
+    assert changed == [3, 6]
+
+
+def test_eta_grows_at_step_zero_and_every_500_steps() -> None:
+    w = weighter(eta=0.1, growth=1.5)
+    for _ in range(500):
+        w.update(losses(1.0, 2.0, 3.0))
+    assert w.eta == pytest.approx(0.1 * 1.5)  # t = 0 only
+    w.update(losses(1.0, 2.0, 3.0))
+    assert w.eta == pytest.approx(0.1 * 1.5**2)  # t = 500
+
+
+def test_beta_is_clipped_at_floor_before_normalising() -> None:
+    w = weighter(eta=4.0, growth=1.0)
+    w.update(losses(1.0, 2.0, 3.0))  # ra = [0.5, 0, -0.5]; beta - 4 ra = [-1, 1, 3]
+    norm = math.sqrt(0.1**2 + 1.0 + 3.0**2)
+    assert w.beta == pytest.approx([0.1 / norm, 1.0 / norm, 3.0 / norm])
+
+
+def test_absent_modality_keeps_its_ema_and_nothing_becomes_nan() -> None:
+    w = weighter()
+    w.update(losses(None, None, None))  # n_m = 0 everywhere: EMA stays 0, ra defined as 0
+    assert w.ema == [0.0, 0.0, 0.0] and w.advantage == [0.0, 0.0, 0.0]
+    assert w.beta == pytest.approx([1 / math.sqrt(3)] * 3)
+    w.update(losses(1.0, 2.0, 3.0))
+    w.update(losses(None, 2.0, 3.0))
+    assert w.ema[0] == pytest.approx(0.5)  # (1 - rho) * 0.5 + rho * 0.5
+    assert all(math.isfinite(v) for v in w.ema + w.beta + w.advantage)
+
+
+def test_weighter_state_round_trips_through_the_model_state_dict() -> None:
+    model = tiny_redcore()
+    names = model.spec.names
+    for values in ((1.0, 2.0, 3.0), (None, 1.0, 4.0)):
+        model.weighter.update(dict(zip(names, values, strict=True)))
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = tiny_redcore()
+    fresh.load_state_dict(torch.load(buffer, weights_only=False))
+    assert fresh.weighter.get_extra_state() == model.weighter.get_extra_state()
+    assert fresh.internals() == model.internals()
+
+
+def test_on_step_end_updates_with_floats_in_training_only() -> None:
+    model = tiny_redcore()
+    spec = make_spec("vector")
+    batch = make_batch(spec, torch.tensor([[True, False, True]] * 3))
+    model.eval()
+    model.on_step_end(model(batch), batch)
+    assert model.weighter.step == 0
+    model.train()
+    model.on_step_end(model(batch), batch)
+    w = model.weighter
+    assert w.step == 1 and all(type(v) is float for v in w.ema + w.beta)
+    assert w.ema[1] == 0.0  # the second modality had no sample: guarded, not NaN
+    assert set(model.internals()) == {
+        *(f"beta/{m}" for m in spec.names),
+        *(f"advantage/{m}" for m in spec.names),
+        "eta",
+    }
+
+
+def test_kl_with_and_without_half() -> None:
+    mu = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    logvar = torch.tensor([[0.0, 0.0], [math.log(2.0), 0.0]])
+    # Full KL sums: sample 0 -> 1, sample 1 -> 1 - ln 2 (without the ½).
+    only_first = torch.tensor([True, False])
+    assert vib_kl(mu, logvar, only_first, half=False).item() == pytest.approx(1.0 / 2)
+    assert vib_kl(mu, logvar, only_first, half=True).item() == pytest.approx(0.5 / 2)
+    both = torch.tensor([True, True])
+    expected = (1.0 + 1.0 - math.log(2.0)) / 2
+    assert vib_kl(mu, logvar, both, half=False).item() == pytest.approx(expected)
+
+
+def test_reconstruction_is_summed_over_dims_and_averaged_over_present_samples() -> None:
+    gen = {"a": torch.tensor([[1.0, 2.0], [0.0, 0.0], [3.0, 3.0]]), "b": torch.zeros(3, 2)}
+    target = {"a": torch.tensor([[0.0, 0.0], [5.0, 5.0], [3.0, 1.0]]), "b": torch.ones(3, 2)}
+    present = {"a": torch.tensor([True, False, True]), "b": torch.tensor([False] * 3)}
+    errors = reconstruction_errors(gen, target, present)
+    assert errors["a"] is not None and errors["a"].item() == pytest.approx((1 + 4 + 0 + 4) / 2)
+    assert errors["b"] is None
+
+
+def test_total_is_the_weighted_sum_of_its_parts() -> None:
+    model = tiny_redcore(kl_weight=0.01, recon_weight=0.5)
+    spec = make_spec("vector")
+    batch = make_batch(spec, all_patterns(spec))
+    model.weighter.beta = [0.2, 0.3, 0.4]
+    model.train()
+    loss = model.loss(model(batch), batch)
+    p = loss.parts
+    expected = p["task"] + sum(
+        p[f"task/{m}"] + p[f"kl/{m}"] + 0.5 * b * p[f"recon/{m}"]
+        for m, b in zip(spec.names, (0.2, 0.3, 0.4), strict=True)
+    )
+    assert loss.total.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_kl_half_flag_halves_the_kl_parts() -> None:
+    spec = make_spec("vector")
+    batch = make_batch(spec, all_patterns(spec))
+    parts = {}
+    for half in (True, False):
+        model = tiny_redcore(kl_half=half)
+        model.train()
+        torch.manual_seed(1)
+        parts[half] = model.loss(model(batch), batch).parts
+    for m in spec.names:
+        assert parts[False][f"kl/{m}"] == pytest.approx(2 * parts[True][f"kl/{m}"])
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_detach_target_stops_the_gradient_into_the_target_encoder(detach: bool) -> None:
+    model = tiny_redcore(detach_target=detach)
+    spec = make_spec("vector")
+    batch = make_batch(spec, all_patterns(spec))
+    model.train()
+    recon = model._reconstruction(model(batch))[spec.names[0]]
+    assert recon is not None
+    own_vib = model.vib[spec.names[0]].muvar.weight
+    (grad,) = torch.autograd.grad(recon, own_vib, allow_unused=True)
+    assert (grad is None) == detach
+
+
+@pytest.mark.parametrize("stochastic", [True, False])
+def test_stochastic_eval_flag(stochastic: bool) -> None:
+    model = tiny_redcore(stochastic_eval=stochastic)
+    spec = make_spec("vector")
+    batch = make_batch(spec, all_patterns(spec))
+    model.eval()
+    with torch.no_grad():
+        same = torch.equal(model(batch).prediction, model(batch).prediction)
+    assert same != stochastic
+
+
+def test_inner_lr_sets_every_group() -> None:
+    groups = tiny_redcore(inner_lr=5e-4).param_groups(1e-2)
+    assert {g["lr"] for g in groups} == {5e-4}
+    assert {g["name"] for g in groups} >= {"encoder.speech", "generator.words", "head.fused"}
+    assert {g["lr"] for g in tiny_redcore().param_groups(1e-2)} == {1e-2}
