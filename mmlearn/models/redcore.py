@@ -13,8 +13,8 @@ and flags restore the official one: ``kl_half=False`` (KL without its ½),
 ``detach_target=False`` (reconstruction target not detached), ``stochastic_eval=True``
 (sampling z at evaluation).
 
-Unlike the official step, the weighter updates in ``on_step_end``: the loss of step t uses the
-beta of the updates up to step t - 1 (the official loss uses the beta updated with step t's R).
+As in the official step, a training loss first updates the weighter with the step's R_m and
+then weights R_m with the updated beta.
 """
 
 from __future__ import annotations
@@ -297,13 +297,20 @@ class RedCore(MissingModalityModel):
         return reconstruction_errors(out.extras["generated"], target, out.extras["present"])
 
     def loss(self, out: ModelOutput, batch: Batch) -> LossOutput:
-        """§1.5: task + unimodal task + KL + w_mse * sum_m beta_m R_m."""
+        """§1.5: task + unimodal task + KL + w_mse * sum_m beta_m R_m.
+
+        In training, the weighter first takes this step's R_m (as detached floats), so beta is
+        the one the official code uses in the same step (§1.6: update, then weight).
+        """
         hp = self.hparams
         x = out.extras
+        errors = self._reconstruction(out)
+        if self.training:
+            self.weighter.update({m: None if r is None else r.item() for m, r in errors.items()})
         total = task_loss(out.prediction, batch.labels, self.spec)
         parts = {"task": total.item()}
         beta = self.weighter.weights()
-        for m, r in self._reconstruction(out).items():
+        for m, r in errors.items():
             task_m = task_loss(x["unimodal"][m], batch.labels, self.spec)
             kl_m = hp.kl_weight * vib_kl(x["mu"][m], x["logvar"][m], x["present"][m], hp.kl_half)
             total = total + task_m + kl_m
@@ -312,14 +319,6 @@ class RedCore(MissingModalityModel):
                 total = total + hp.recon_weight * beta[m] * r
                 parts[f"recon/{m}"] = r.item()
         return LossOutput(total, parts)
-
-    def on_step_end(self, out: ModelOutput, batch: Batch) -> None:
-        """Update the relative-advantage weighter (training steps only)."""
-        if not self.training:
-            return
-        with torch.no_grad():
-            errors = self._reconstruction(out)
-        self.weighter.update({m: None if r is None else r.item() for m, r in errors.items()})
 
     def internals(self) -> dict[str, float]:
         """beta and relative advantage per modality, and the current eta."""

@@ -100,15 +100,15 @@ def test_weighter_state_round_trips_through_the_model_state_dict() -> None:
     assert fresh.internals() == model.internals()
 
 
-def test_on_step_end_updates_with_floats_in_training_only() -> None:
+def test_training_loss_updates_the_weighter_with_floats_evaluation_does_not() -> None:
     model = tiny_redcore()
     spec = make_spec("vector")
     batch = make_batch(spec, torch.tensor([[True, False, True]] * 3))
     model.eval()
-    model.on_step_end(model(batch), batch)
+    model.loss(model(batch), batch)
     assert model.weighter.step == 0
     model.train()
-    model.on_step_end(model(batch), batch)
+    model.loss(model(batch), batch)
     w = model.weighter
     assert w.step == 1 and all(type(v) is float for v in w.ema + w.beta)
     assert w.ema[1] == 0.0  # the second modality had no sample: guarded, not NaN
@@ -144,13 +144,13 @@ def test_total_is_the_weighted_sum_of_its_parts() -> None:
     model = tiny_redcore(kl_weight=0.01, recon_weight=0.5)
     spec = make_spec("vector")
     batch = make_batch(spec, all_patterns(spec))
-    model.weighter.beta = [0.2, 0.3, 0.4]
     model.train()
     loss = model.loss(model(batch), batch)
+    beta = model.weighter.weights()  # step 0 updated beta before weighting
+    assert model.weighter.step == 1
     p = loss.parts
     expected = p["task"] + sum(
-        p[f"task/{m}"] + p[f"kl/{m}"] + 0.5 * b * p[f"recon/{m}"]
-        for m, b in zip(spec.names, (0.2, 0.3, 0.4), strict=True)
+        p[f"task/{m}"] + p[f"kl/{m}"] + 0.5 * beta[m] * p[f"recon/{m}"] for m in spec.names
     )
     assert loss.total.item() == pytest.approx(expected, rel=1e-5)
 
