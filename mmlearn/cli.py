@@ -57,7 +57,49 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("path", metavar="DIR")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.set_defaults(run=_data_info)
+    _add_train_parser(commands)
     return parser
+
+
+def _add_train_parser(commands: Any) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train one method without Ray and print per-pattern validation and test scores",
+    )
+    train.add_argument("--method", required=True, help="a registered method (redcore, ...)")
+    train.add_argument(
+        "--data", required=True, help="a store directory, or a source name (mfeat, synthetic)"
+    )
+    train.add_argument(
+        "--rates",
+        type=_rates,
+        default={},
+        metavar="M=R,...",
+        help="training missing rates per modality, e.g. fac=0.8,fou=0.2,mor=0.5",
+    )
+    train.add_argument(
+        "--protocol",
+        help="missing mode (default: per_epoch with --rates, else the method's own protocol)",
+    )
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--lr", type=float, default=2e-4)
+    train.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    train.add_argument("--zero-stage", type=int, default=0)
+    train.add_argument("--workers", type=int, default=1, help="processes (gloo on CPU)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--task", help="target to train on (default: the store's)")
+    train.add_argument(
+        "--set",
+        dest="hyperparameters",
+        type=_assignment,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a method hyperparameter (VALUE is YAML: 0.1, true, [64, 64])",
+    )
+    train.add_argument("--json", metavar="FILE", help="also write the full result as JSON")
+    train.set_defaults(run=_train)
 
 
 def _add_source_parser(sources: Any, source: Any) -> None:
@@ -108,6 +150,28 @@ def _optional_base(kind: Any) -> Any:
     if isinstance(kind, types.UnionType):
         return next(a for a in typing.get_args(kind) if a is not type(None))
     return kind
+
+
+def _rates(text: str) -> dict[str, float]:
+    rates = {}
+    for part in _comma_list(text):
+        name, sep, value = part.partition("=")
+        try:
+            rates[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected MODALITY=RATE, got {part!r}")
+    return rates
+
+
+def _assignment(text: str) -> tuple[str, Any]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
 
 
 def _comma_list(text: str) -> tuple[str, ...]:
@@ -164,3 +228,70 @@ def _data_info(args: argparse.Namespace) -> int:
                 extra = f"  length min {ln['min']} mean {ln['mean']:.1f} max {ln['max']}"
             print(f"  {name:<10} mean {mod['mean']:+.4f} std {mod['std']:.4f}{extra}")
     return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mmlearn.train.config import TrainConfig
+    from mmlearn.train.run import TrainRequest, train_model
+
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        precision=args.precision,
+        zero_stage=args.zero_stage,
+        seed=args.seed,
+    )
+    request = TrainRequest(
+        method=args.method,
+        data=args.data,
+        config=config,
+        rates=args.rates,
+        protocol=args.protocol,
+        hyperparameters=dict(args.hyperparameters),
+        task=args.task,
+        workers=args.workers,
+    )
+    result = train_model(request, on_epoch=print_epoch)
+    print(
+        f"best epoch {result['best_epoch']} of {args.epochs} "
+        f"({result['selection_metric']} over patterns {result['best_score']:.4f}); "
+        f"protocol {result['protocol']['mode']} {result['protocol']['rates']}"
+    )
+    print(pattern_table(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2, default=str)
+    return 0
+
+
+def print_epoch(report: dict[str, Any]) -> None:
+    """Progress line of one epoch, printed by rank 0 only."""
+    from mmlearn.train.distributed import current_world
+
+    if current_world().rank != 0:
+        return
+    print(
+        f"epoch {report['epoch']:>3}/{report['epochs']} {report['stage']:<11} "
+        f"loss {report['train']['loss']:.4f}  val {report['score']:.4f} "
+        f"(best {report['best_score']:.4f} @ {report['best_epoch']})  {report['seconds']:.1f} s",
+        flush=True,
+    )
+
+
+def pattern_table(result: dict[str, Any]) -> str:
+    """Validation and test scores per pattern, and their mean over patterns, as a text table."""
+    classification = "accuracy" in result["test"]["mean"]
+    metrics = ("accuracy", "macro_f1") if classification else ("mae", "acc2_nonzero")
+    head = f"{'pattern':<24}" + "".join(
+        f"{f'{s} {m}':>18}" for s in ("val", "test") for m in metrics
+    )
+    lines = [head, "-" * len(head)]
+    names = list(result["test"]["patterns"]) + ["mean"]
+    for name in names:
+        cells = []
+        for split in ("val", "test"):
+            row = result[split]["mean"] if name == "mean" else result[split]["patterns"][name]
+            cells += [f"{row.get(m, float('nan')):>18.4f}" for m in metrics]
+        lines.append(f"{name:<24}" + "".join(cells))
+    return "\n".join(lines)

@@ -1,9 +1,11 @@
 """Batches from a memory-mapped split, with missing-modality masks.
 
 The hot path gathers whole rows with one ``np.take`` per array and batch; there is no
-per-sample Python. Training shards a seeded permutation across ranks with equal step counts
-(wrapping around, like torch's DistributedSampler); evaluation gives each rank a disjoint shard
-so that, summed over ranks, every (sample, pattern) pair is counted exactly once.
+per-sample Python. Training cuts each global batch of a seeded permutation into equal slices,
+one per rank, with equal step counts (wrapping around, like torch's DistributedSampler), so W
+ranks of batch B train on the same global batches as one process of batch W * B. Evaluation
+gives each rank a disjoint shard, so that summed over ranks every (sample, pattern) pair is
+counted exactly once.
 """
 
 from __future__ import annotations
@@ -75,9 +77,14 @@ class SplitLoader:
         present = protocol.train_mask(n, epoch)  # (N, M)
         order = np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(n)
         total = self.samples_per_rank * self.world_size
-        order = np.resize(order, total)[self.rank :: self.world_size]
-        for start in range(0, len(order), self.batch_size):
-            idx = np.sort(order[start : start + self.batch_size])
+        order = np.resize(order, total)  # wraps around so every rank gets as many samples
+        step = self.batch_size * self.world_size
+        for start in range(0, total, step):
+            # Rank r takes the r-th equal slice of each global batch, so W ranks of batch B
+            # see the same global batches as one process of batch W * B.
+            share = min(self.batch_size, (total - start) // self.world_size)
+            first = start + self.rank * share
+            idx = np.sort(order[first : first + share])
             yield self._batch(idx, present[idx])
 
     def evaluate(self, patterns: Sequence[Pattern] | None = None) -> Iterator[Batch]:

@@ -241,6 +241,7 @@ class _FitRun:
             betas=self.config.betas,
             eps=self.config.eps,
             weight_decay=self.config.weight_decay,
+            foreach=True,  # one kernel per group instead of one per tensor
         )
         rule = StepwiseLR(self.config, first_epoch, self.loader.steps_per_epoch)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, rule)

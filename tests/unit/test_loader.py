@@ -69,6 +69,21 @@ def test_ranks_get_equal_steps_and_together_cover_the_split(seq_store):
     assert len(seen) == 54 and set(seen) == set(range(53))  # one sample wraps around
 
 
+def test_ranks_split_the_global_batches_of_one_process(seq_store):
+    spec = seq_store.spec()
+    protocol = rates(spec)
+    split = seq_store.split("train")
+    single = [b.index.tolist() for b in SplitLoader(split, spec, 8, seed=3).train(protocol, 1)]
+    ranks = [
+        [b.index.tolist() for b in SplitLoader(split, spec, 4, rank=r, world_size=2, seed=3)
+         .train(protocol, 1)]
+        for r in range(2)
+    ]  # fmt: skip
+    # 53 samples wrap to 54 for two ranks: the last global batch holds one sample twice.
+    for step, batch in enumerate(single[:-1]):
+        assert sorted(ranks[0][step] + ranks[1][step]) == batch
+
+
 def test_evaluation_pairs_every_sample_with_every_pattern_once_across_ranks(seq_store):
     spec = seq_store.spec()
     patterns = evaluation_patterns(spec.names)
