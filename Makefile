@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 export DS_ACCELERATOR ?= cpu
 
-.PHONY: setup test lint bench clean
+.PHONY: setup test lint bench results-mfeat clean
 
 setup: $(STAMP)
 
@@ -36,8 +36,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Benchmarks rewrite their sections of docs/benchmarks.md; run them on an otherwise idle machine.
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.store
+	$(BIN)/python -m tests.benchmarks.methods
+
+# Every method on mfeat at two imbalanced rate conditions, 3 seeds: docs/results-mfeat.md.
+results-mfeat: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.results_mfeat
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

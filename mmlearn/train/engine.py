@@ -97,8 +97,9 @@ def fit(
         on_epoch: called on every rank after every epoch with that epoch's report: ``epoch``
             (1-based), ``epochs``, ``stage``, ``train`` (this rank's mean loss and loss parts),
             ``lr`` (per parameter group), ``val`` (see ``evaluate``), ``score``, ``best_epoch``,
-            ``best_score``, ``internals`` (``model.internals()``), ``seconds`` and ``checkpoint``
-            (the directory written for this epoch, or None).
+            ``best_score``, ``internals`` (``model.internals()``), ``train_seconds`` (the
+            training steps), ``seconds`` (training and validation) and ``checkpoint`` (the
+            directory written for this epoch, or None).
         checkpoint_dir: if given, a checkpoint is written to ``<dir>/epoch-NNNN`` after every
             epoch, before ``on_epoch``; the previous epoch's one is removed after ``on_epoch``
             returns.
@@ -295,7 +296,9 @@ class _FitRun:
                 started = time.perf_counter()
                 lrs = self._learning_rates()
                 train = self._train_epoch(epoch, span)
+                trained = time.perf_counter()
                 report = self._validate(epoch, span, train, lrs)
+                report["train_seconds"] = trained - started
                 report["seconds"] = time.perf_counter() - started
                 checkpoint = self._checkpoint(epoch, report)
                 if self.on_epoch is not None:
