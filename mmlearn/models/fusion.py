@@ -20,13 +20,19 @@ from mmlearn.data.spec import DatasetSpec
 from mmlearn.models._inputs import build_encoders, columns, encode
 from mmlearn.models._task import as_prediction, output_dim, present_mean, supervised_loss
 from mmlearn.models.base import LossOutput, MissingModalityModel, ModelOutput
-from mmlearn.models.hparams import EncoderHParams, SearchSpace, all_positive, in_unit_interval
-from mmlearn.models.layers import MLP, kaiming_init_
+from mmlearn.models.hparams import (
+    CodeBaseHParams,
+    EncoderHParams,
+    SearchSpace,
+    all_positive,
+    in_unit_interval,
+)
+from mmlearn.models.layers import MLP, init_weights_
 from mmlearn.models.registry import register
 
 
 @dataclass(frozen=True)
-class FusionHParams(EncoderHParams):
+class FusionHParams(CodeBaseHParams):
     """Hyperparameters of the zero-fill baselines (official ``utt_fusion`` values).
 
     Attributes:
@@ -83,7 +89,7 @@ class EarlyFusion(MissingModalityModel):
         super().__init__(spec)
         self.hparams = hp
         self.net = ConcatClassifier(spec, hp, hp.cls_layers, hp.cls_dropout)
-        kaiming_init_(self)
+        init_weights_(self, hp.official_init)
 
     def forward(self, batch: Batch) -> ModelOutput:  # noqa: D102
         return ModelOutput(as_prediction(self.net(batch), self.spec))
@@ -112,7 +118,7 @@ class LateFusion(MissingModalityModel):
         self.heads = nn.ModuleDict(
             {m: MLP(hp.hidden, hp.cls_layers, output_dim(spec), hp.cls_dropout) for m in spec.names}
         )
-        kaiming_init_(self)
+        init_weights_(self, hp.official_init)
 
     def forward(self, batch: Batch) -> ModelOutput:  # noqa: D102
         z = encode(self.encoders, batch)

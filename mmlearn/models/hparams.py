@@ -154,3 +154,19 @@ class EncoderHParams(HParams):
                 f"{self.transformer_heads}, hidden={self.hidden}"
             )
         return errors
+
+
+@dataclass(frozen=True)
+class CodeBaseHParams(EncoderHParams):
+    """Encoders of the methods ported from the MMIN/RedCore code base, and its initialisation.
+
+    Attributes:
+        official_init: initialise every Linear and Conv1d with kaiming-normal (fan_in) and
+            zero biases, as the official ``init_net`` does. Its sqrt(2) gain also hits layers
+            that read no ReLU, so each residual autoencoder block roughly doubles its input
+            and the 5-block cascade of RedCore's generators and MMIN's imagination amplifies
+            it about 50 times at initialisation. The default False uses a variance-preserving
+            initialisation whose cascades start as the identity (``layers.init``).
+    """
+
+    official_init: bool = False

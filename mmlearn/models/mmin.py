@@ -31,18 +31,18 @@ from mmlearn.models._task import as_prediction, output_dim, task_loss
 from mmlearn.models.base import LossOutput, MissingModalityModel, ModelOutput, Stage
 from mmlearn.models.fusion import ConcatClassifier
 from mmlearn.models.hparams import (
-    EncoderHParams,
+    CodeBaseHParams,
     SearchSpace,
     all_positive,
     in_unit_interval,
     positive,
 )
-from mmlearn.models.layers import MLP, ResidualAE, kaiming_init_
+from mmlearn.models.layers import MLP, ResidualAE, init_weights_
 from mmlearn.models.registry import register
 
 
 @dataclass(frozen=True)
-class MMINHParams(EncoderHParams):
+class MMINHParams(CodeBaseHParams):
     """MMIN's hyperparameters; defaults are the official IEMOCAP values.
 
     The official encoders are LSTMs for acoustic and visual and a TextCNN for lexical
@@ -107,7 +107,7 @@ class MMIN(MissingModalityModel):
         self.classifier = MLP(
             self.imagination.latent_dim, hp.cls_layers, output_dim(spec), hp.cls_dropout
         )
-        kaiming_init_(self)
+        init_weights_(self, hp.official_init)
         self.student_initialised = False
         self.set_stage(self.stage)
 

@@ -11,10 +11,14 @@ Official bugs are fixed unconditionally: the weighter guards on n_m = 0 instead 
 autograd graph of every step). Behaviours that are design choices default to the fixed form,
 and flags restore the official one: ``kl_half=False`` (KL without its ½),
 ``detach_target=False`` (reconstruction target not detached), ``stochastic_eval=True``
-(sampling z at evaluation).
+(sampling z at evaluation), ``official_init=True`` with ``vib_logvar_init=0`` (the official
+kaiming initialisation, which makes the generator cascade explode at the start, and a VIB
+posterior that starts at the prior's unit variance).
 
 As in the official step, a training loss first updates the weighter with the step's R_m and
-then weights R_m with the updated beta.
+then weights R_m with the updated beta. Under data parallelism that update uses R_m over the
+global batch (each rank's R_m weighted by its n_m, ``global_errors``), so every rank holds the
+same weighter state.
 """
 
 from __future__ import annotations
@@ -29,22 +33,23 @@ from torch import nn
 
 from mmlearn.data.batch import Batch
 from mmlearn.data.spec import DatasetSpec
+from mmlearn.models._collective import global_means
 from mmlearn.models._inputs import build_encoders, columns, encode
 from mmlearn.models._task import as_prediction, named_groups, output_dim, task_loss
 from mmlearn.models.base import LossOutput, MissingModalityModel, ModelOutput
 from mmlearn.models.hparams import (
-    EncoderHParams,
+    CodeBaseHParams,
     SearchSpace,
     all_positive,
     in_unit_interval,
     positive,
 )
-from mmlearn.models.layers import MLP, ResidualAE, SequenceKind, VIBHead, gaussian_kl, kaiming_init_
+from mmlearn.models.layers import MLP, ResidualAE, SequenceKind, VIBHead, gaussian_kl, init_weights_
 from mmlearn.models.registry import register
 
 
 @dataclass(frozen=True)
-class RedCoreHParams(EncoderHParams):
+class RedCoreHParams(CodeBaseHParams):
     """RedCore's hyperparameters; defaults are the official IEMOCAP values (methods.md §1.7).
 
     Attributes:
@@ -55,6 +60,11 @@ class RedCoreHParams(EncoderHParams):
         cls_dropout: head dropout.
         kl_weight: lambda on the VIB KL, averaged over the batch ("lambda1").
         kl_half: use the true Gaussian KL (with ½); False reproduces the official KL without it.
+        vib_logvar_init: initial bias of the VIB log-variance outputs, applied after the weight
+            initialisation. At -6 the posterior starts at std e^-3 ~ 0.05, so z starts as the
+            encoding, and the KL decides how much noise to admit. At 0 (the official value:
+            ``init_net`` zeroes every bias) it starts at the prior's std 1, which swamps mu
+            (RMS ~0.3-1 at initialisation): heads read noise and R_m regresses onto it.
         recon_weight: w_mse on the beta-weighted reconstruction losses (official 0.15; the
             scripts' overridden 4.0 is a sweep point).
         detach_target: stop the reconstruction gradient at the target z_m; False reproduces
@@ -77,6 +87,7 @@ class RedCoreHParams(EncoderHParams):
     cls_dropout: float = 0.5
     kl_weight: float = 0.0008
     kl_half: bool = True
+    vib_logvar_init: float = -6.0
     recon_weight: float = 0.15
     detach_target: bool = True
     stochastic_eval: bool = False
@@ -220,6 +231,31 @@ def reconstruction_errors(
     return out
 
 
+def global_errors(
+    errors: Mapping[str, torch.Tensor | None], present: Mapping[str, torch.Tensor]
+) -> dict[str, float | None]:
+    """Each R_m over the global batch, as floats: what the weighter is updated with.
+
+    Under data parallelism every rank holds R_m of its own batch; the global R_m weights them
+    by the ranks' present counts n_m, so every rank applies the same update. It is None where
+    no rank has a sample of m (one rank alone: its own R_m).
+
+    Args:
+        errors: name -> scalar R_m of this rank, or None where n_m = 0 here.
+        present: name -> (B,) bool.
+    """
+    names = list(errors)
+    device = present[names[0]].device
+    values = torch.stack(
+        [
+            torch.zeros((), device=device) if r is None else r.detach().float()
+            for r in errors.values()
+        ]
+    )  # (M,)
+    counts = torch.stack([present[m].sum() for m in names])  # (M,)
+    return dict(zip(names, global_means(values, counts), strict=True))
+
+
 def vib_kl(
     mu: torch.Tensor, logvar: torch.Tensor, present: torch.Tensor, half: bool
 ) -> torch.Tensor:
@@ -254,7 +290,9 @@ class RedCore(MissingModalityModel):
         self.unimodal_heads = nn.ModuleDict(
             {m: MLP(e, hp.cls_layers, out, hp.cls_dropout) for m in names}
         )
-        kaiming_init_(self)
+        init_weights_(self, hp.official_init)
+        for head in self.vib.values():
+            head.init_logvar_(hp.vib_logvar_init)
         self.weighter = RelativeAdvantageWeighter(
             names,
             hp.ema_rho,
@@ -299,14 +337,15 @@ class RedCore(MissingModalityModel):
     def loss(self, out: ModelOutput, batch: Batch) -> LossOutput:
         """§1.5: task + unimodal task + KL + w_mse * sum_m beta_m R_m.
 
-        In training, the weighter first takes this step's R_m (as detached floats), so beta is
-        the one the official code uses in the same step (§1.6: update, then weight).
+        In training, the weighter first takes this step's R_m (as detached floats, over the
+        global batch under data parallelism), so beta is the one the official code uses in the
+        same step (§1.6: update, then weight).
         """
         hp = self.hparams
         x = out.extras
         errors = self._reconstruction(out)
         if self.training:
-            self.weighter.update({m: None if r is None else r.item() for m, r in errors.items()})
+            self.weighter.update(global_errors(errors, x["present"]))
         total = task_loss(out.prediction, batch.labels, self.spec)
         parts = {"task": total.item()}
         beta = self.weighter.weights()

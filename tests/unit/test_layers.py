@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 from torch import nn
 
 from mmlearn.models.layers import (
+    MLP,
     LSTMEncoder,
     ResidualAE,
     SequenceTransformer,
     TextCNN,
     VIBHead,
+    init_weights_,
+    kaiming_init_,
+    variance_preserving_init_,
 )
 from mmlearn.models.layers._steps import valid_steps
 
@@ -109,3 +116,48 @@ def test_residual_ae_cascade_with_silent_decoders_is_the_transition() -> None:
     out = ae(x)
     assert out.latents.shape == (7, 3 * 4) and ae.latent_dim == 12
     torch.testing.assert_close(out.output, ae.transition(x))
+
+
+def test_vib_init_logvar_sets_only_the_logvar_bias() -> None:
+    head = VIBHead(4, 3)
+    mu_bias = head.muvar.bias[:3].clone()
+    head.init_logvar_(-6.0)
+    assert head.muvar.bias[3:].tolist() == [-6.0] * 3
+    torch.testing.assert_close(head.muvar.bias[:3], mu_bias)
+    _, _, logvar = head(torch.zeros(2, 4))
+    assert logvar.eq(-6.0).all()
+
+
+def test_variance_preserving_gain_follows_the_activation_feeding_each_layer() -> None:
+    torch.manual_seed(0)
+    mlp = MLP(400, (400, 400), 400, dropout=0.5)  # Linear, ReLU, Dropout, Linear, ...
+    ae = ResidualAE(400, (400,), n_blocks=1)  # encoder: Linear; decoder: Linear
+    stack = nn.Sequential(nn.Linear(400, 400), nn.LeakyReLU(0.2), nn.Linear(400, 400))
+    for module in (mlp, ae, stack):
+        variance_preserving_init_(module)
+    linears = [m for m in mlp.net if isinstance(m, nn.Linear)]
+    expected = [1.0, math.sqrt(2.0), math.sqrt(2.0)]  # the first reads the input
+    for layer, gain in zip(linears, expected, strict=True):
+        assert layer.weight.std().item() == pytest.approx(gain / 20, rel=0.02)
+        assert layer.bias.abs().max().item() == 0.0
+    assert stack[2].weight.std().item() == pytest.approx(math.sqrt(2 / 1.04) / 20, rel=0.02)
+    assert ae.transition[2].weight.std().item() == pytest.approx(math.sqrt(2.0) / 20, rel=0.02)
+    assert ae.decoders[0][-1].weight.abs().max().item() == 0.0  # residual branch starts at 0
+
+
+def rms(x: torch.Tensor) -> float:
+    return x.pow(2).mean().sqrt().item()
+
+
+def test_variance_preserving_cascade_starts_as_its_transition_and_keeps_the_scale() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(512, 256)
+    # RedCore's generator at the official sizes: 5 blocks of 256-128-64.
+    official = ResidualAE(256, (256, 128, 64), n_blocks=5, out_dim=128)
+    kaiming_init_(official)
+    preserving = ResidualAE(256, (256, 128, 64), n_blocks=5, out_dim=128)
+    init_weights_(preserving, official=False)
+    with torch.no_grad():
+        torch.testing.assert_close(preserving(x).output, preserving.transition(x))
+        assert 0.5 < rms(preserving(x).output) < 2.0
+        assert rms(official(x).output) > 20.0  # each block roughly doubles x_in + x_out

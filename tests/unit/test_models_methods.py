@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections import Counter
 
@@ -12,6 +13,7 @@ from mmlearn.errors import ConfigError
 from mmlearn.models import ExperimentalWarning, registry
 from mmlearn.models._inputs import drop_independent, drop_to_incomplete, encode, pattern_bits
 from mmlearn.models.dmrnet import DMRNet, HardCombinationMiner, parse_combination
+from mmlearn.models.hparams import CodeBaseHParams
 from mmlearn.models.mmin import MMIN
 from mmlearn.models.ume_mma import UMEMMA
 from tests.unit.test_models_contract import TINY, all_patterns, make_batch, make_spec
@@ -188,3 +190,34 @@ def test_modalities_absent_from_the_data_have_no_imagination_target() -> None:
     base = model.loss(out, batch).parts["imagination"]
     out.extras["recon"][:, 2 * TINY["hidden"] :] += 50.0  # the absent modality's block
     assert model.loss(out, batch).parts["imagination"] == pytest.approx(base)
+
+
+# Initialisation -------------------------------------------------------------------------------
+
+CODE_BASE = [n for n in registry.names() if issubclass(registry.hparams_class(n), CodeBaseHParams)]
+
+
+def test_the_code_base_methods_are_those_with_the_official_init() -> None:
+    assert set(CODE_BASE) == {"early_fusion", "late_fusion", "modality_dropout", "mmin", "redcore"}
+
+
+@pytest.mark.parametrize("official", [False, True])
+@pytest.mark.parametrize("name", CODE_BASE)
+def test_official_init_flag_picks_the_initialisation(
+    name: str, official: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[type, bool]] = []
+    module = sys.modules[registry._entry(name).builder.__module__]
+    monkeypatch.setattr(
+        module, "init_weights_", lambda m, official: calls.append((type(m), official))
+    )
+    model = build(name, official_init=official)
+    assert calls == [(type(model), official)]  # once, over the whole model, after building
+
+
+@pytest.mark.parametrize("official", [False, True])
+def test_mmin_cascade_blocks_start_at_zero_unless_official(official: bool) -> None:
+    model = build("mmin", official_init=official)
+    decoders = [d for ae in (model.imagination, model.cycle) for d in ae.decoders]
+    zero = [d[-1].weight.abs().max().item() == 0.0 for d in decoders]
+    assert zero == [not official] * len(decoders)

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import io
 import math
+from typing import Any
 
 import pytest
 import torch
+import torch.distributed as dist
 
 from mmlearn.models import registry
+from mmlearn.models._collective import global_means
 from mmlearn.models.redcore import (
     RedCore,
     RelativeAdvantageWeighter,
     reconstruction_errors,
     vib_kl,
 )
+from mmlearn.train._deepspeed import deepspeed
+from mmlearn.train.distributed import run_distributed
 from tests.unit.test_models_contract import TINY, all_patterns, make_batch, make_spec
 
 MODS = ("a", "b", "c")
@@ -197,3 +202,72 @@ def test_inner_lr_sets_every_group() -> None:
     assert {g["lr"] for g in groups} == {5e-4}
     assert {g["name"] for g in groups} >= {"encoder.speech", "generator.words", "head.fused"}
     assert {g["lr"] for g in tiny_redcore().param_groups(1e-2)} == {1e-2}
+
+
+@pytest.mark.parametrize("official", [False, True])
+def test_vib_starts_narrow_and_generators_start_as_their_transitions(official: bool) -> None:
+    model = tiny_redcore(official_init=official)
+    e = TINY["hidden"]
+    for head in model.vib.values():
+        assert head.muvar.bias[e:].tolist() == [-6.0] * e  # after either weight init
+        assert head.muvar.bias[:e].abs().max().item() == 0.0
+    decoders = [d for g in model.generators.values() for d in g.decoders]
+    zero = [d[-1].weight.abs().max().item() == 0.0 for d in decoders]
+    assert zero == [not official] * len(decoders)
+    assert tiny_redcore(vib_logvar_init=0.0).vib[model.spec.names[0]].muvar.bias.eq(0).all()
+
+
+# Rank 0 has the first modality 3 times and nothing else; rank 1 has the first once and the
+# second twice; nobody has the third. Batch sizes differ too.
+RANK_PRESENT = (
+    [[True, False, False]] * 3 + [[False, False, False]],
+    [[True, True, False], [False, True, False]],
+)
+
+
+def _one_rank_training_loss() -> dict[str, Any]:
+    """One rank of the world-size-2 test: one training loss on this rank's own batch."""
+    # run_distributed tears the group down through DeepSpeed, which must know it.
+    deepspeed.comm.init_distributed(dist_backend=dist.get_backend())
+    rank = dist.get_rank()
+    spec = make_spec("vector")
+    model = tiny_redcore()  # seeded: the same weights on both ranks
+    model.train()
+    batch = make_batch(spec, torch.tensor(RANK_PRESENT[rank]), seed=rank)
+    out = model(batch)
+    local = {m: None if r is None else r.item() for m, r in model._reconstruction(out).items()}
+    model.loss(out, batch)
+    means = global_means(
+        torch.tensor([rank + 1.0, float("nan")]), torch.tensor([rank + 1, 0])
+    )  # a NaN with count 0 is ignored
+    return {"local": local, "state": model.weighter.get_extra_state(), "means": means}
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available() and torch.cuda.device_count() < 2, reason="needs 2 GPUs under nccl"
+)
+def test_weighter_update_uses_the_global_batch_on_every_rank() -> None:
+    ranks = run_distributed(_one_rank_training_loss, 2)
+    assert ranks[0]["means"] == ranks[1]["means"]
+    assert (
+        ranks[0]["means"][0] == pytest.approx((1 * 1 + 2 * 2) / 3) and ranks[0]["means"][1] is None
+    )
+    a, b = ranks[0]["local"], ranks[1]["local"]
+    first, second, third = make_spec("vector").names
+    assert a[second] is None and a[third] is None and b[third] is None
+    assert a[first] != b[first]  # the local updates would differ
+    # Global R_m weighted by the present counts: first 3 + 1, second 0 + 2, third none.
+    r = [(3 * a[first] + 1 * b[first]) / 4, b[second], None]
+    # Defaults rho = 0.7, eta = 0.1 * 1.5 (grown at t = 0), update at t = 0, floor 0.1.
+    ema = [0.7 * r[0], 0.7 * r[1], 0.0]
+    mean = sum(ema) / 3
+    advantage = [(mean - e) / mean for e in ema]
+    clipped = [max(0.1, 1.0 - 0.15 * ra) for ra in advantage]
+    norm = math.sqrt(sum(c * c for c in clipped))
+    for rank in ranks:
+        state = rank["state"]
+        assert state == ranks[0]["state"]  # identical on both ranks
+        assert state["step"] == 1 and state["eta"] == pytest.approx(0.15)
+        assert state["ema"] == pytest.approx(ema, rel=1e-6)
+        assert state["advantage"] == pytest.approx(advantage, rel=1e-6)
+        assert state["beta"] == pytest.approx([c / norm for c in clipped], rel=1e-6)

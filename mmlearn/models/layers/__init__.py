@@ -1,7 +1,7 @@
 """Backbones and building blocks shared by the methods; one idea per module."""
 
 from mmlearn.models.layers.encoders import SequenceKind, build_encoder
-from mmlearn.models.layers.init import kaiming_init_
+from mmlearn.models.layers.init import init_weights_, kaiming_init_, variance_preserving_init_
 from mmlearn.models.layers.lstm import LSTMEncoder
 from mmlearn.models.layers.mlp import MLP, MLPEncoder
 from mmlearn.models.layers.residual_ae import ResidualAE, ResidualAEOutput
@@ -22,6 +22,8 @@ __all__ = [
     "VIBHead",
     "build_encoder",
     "gaussian_kl",
+    "init_weights_",
     "kaiming_init_",
     "reparameterize",
+    "variance_preserving_init_",
 ]

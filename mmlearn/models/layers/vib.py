@@ -46,6 +46,11 @@ class VIBHead(nn.Module):
         self.muvar = nn.Linear(in_dim, 2 * latent_dim)
         self.stochastic_eval = stochastic_eval
 
+    def init_logvar_(self, value: float) -> None:
+        """Set the bias of the log-variance outputs: the posterior starts near std e^(value/2)."""
+        with torch.no_grad():
+            self.muvar.bias[self.muvar.out_features // 2 :].fill_(value)
+
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Map (B, in_dim) to ``(z, mu, logvar)``, each (B, E)."""
         mu, logvar = self.muvar(h).chunk(2, dim=-1)

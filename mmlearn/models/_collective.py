@@ -1,0 +1,47 @@
+"""The one collective a method needs: means over the global batch under data parallelism.
+
+Models stay free of process-group code: they call ``global_means`` with their per-rank
+statistics and get the same numbers on every rank.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def _world_size() -> int:
+    """Ranks of the default process group, or 1 without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def global_means(values: torch.Tensor, counts: torch.Tensor) -> list[float | None]:
+    """Per entry, the mean over the global batch of a quantity each rank averaged locally.
+
+    With ``values[k]`` the mean of quantity k over the ``counts[k]`` samples of this rank that
+    have it, the result is ``sum_r counts_r[k] * values_r[k] / sum_r counts_r[k]`` over the
+    ranks of the default process group (one ``all_reduce`` of a (2, K) tensor), or None where
+    no rank has a sample. Every rank must call it at the same point. Without a group, or with
+    one rank, it returns this rank's values as they are.
+
+    Args:
+        values: (K,) local means; entries with a zero count are ignored (may be NaN).
+        counts: (K,) local sample counts.
+
+    Returns:
+        K floats (or None), identical on every rank.
+    """
+    values, counts = values.detach(), counts.detach()
+    if _world_size() == 1:
+        return [
+            float(v) if n > 0 else None
+            for v, n in zip(values.tolist(), counts.tolist(), strict=True)
+        ]
+    n = counts.to(torch.float64)  # (K,)
+    weighted = torch.where(n > 0, values.to(torch.float64) * n, torch.zeros_like(n))  # (K,)
+    totals = torch.stack([weighted, n])  # (2, K)
+    dist.all_reduce(totals)
+    sums, ns = totals.tolist()
+    return [s / c if c > 0 else None for s, c in zip(sums, ns, strict=True)]
