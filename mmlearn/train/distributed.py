@@ -145,5 +145,9 @@ def _worker(
     try:
         result = fn(*args)
     finally:
-        deepspeed.comm.destroy_process_group()
+        # DeepSpeed caches the group once a fit used it; its own teardown clears that cache.
+        if deepspeed.comm.cdb is not None:
+            deepspeed.comm.destroy_process_group()
+        elif dist.is_initialized():
+            dist.destroy_process_group()
     torch.save(result, Path(out) / f"rank{rank}.pt")

@@ -18,7 +18,6 @@ from mmlearn.models.redcore import (
     reconstruction_errors,
     vib_kl,
 )
-from mmlearn.train._deepspeed import deepspeed
 from mmlearn.train.distributed import run_distributed
 from tests.unit.test_models_contract import TINY, all_patterns, make_batch, make_spec
 
@@ -227,8 +226,6 @@ RANK_PRESENT = (
 
 def _one_rank_training_loss() -> dict[str, Any]:
     """One rank of the world-size-2 test: one training loss on this rank's own batch."""
-    # run_distributed tears the group down through DeepSpeed, which must know it.
-    deepspeed.comm.init_distributed(dist_backend=dist.get_backend())
     rank = dist.get_rank()
     spec = make_spec("vector")
     model = tiny_redcore()  # seeded: the same weights on both ranks
