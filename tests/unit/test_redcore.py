@@ -53,6 +53,39 @@ def test_first_step_ema_advantage_eta_and_beta() -> None:
     assert w.step == 1
 
 
+def unit(v: list[float]) -> list[float]:
+    norm = math.sqrt(sum(x * x for x in v))
+    return [x / norm for x in v]
+
+
+def test_four_steps_by_hand_with_an_absent_modality_and_eta_growth() -> None:
+    w = weighter(interval=1, growth_every=2)  # rho 0.5, eta 0.1 doubling at t = 0 and 2
+    # t = 0: EMA (.5, 1, 1.5), mean 1, ra (.5, 0, -.5); eta 0.2; beta = unit(1 - 0.2 ra).
+    w.update(losses(1.0, 2.0, 3.0))
+    b0 = unit([0.9, 1.0, 1.1])
+    assert w.beta == pytest.approx(b0)
+    # t = 1: EMA (1.75, 1.5, 1.25), mean 1.5, ra (-1/6, 0, 1/6); eta stays 0.2.
+    w.update(losses(3.0, 2.0, 1.0))
+    assert w.ema == pytest.approx([1.75, 1.5, 1.25])
+    assert w.advantage == pytest.approx([-1 / 6, 0.0, 1 / 6])
+    b1 = unit([b0[0] + 0.2 / 6, b0[1], b0[2] - 0.2 / 6])
+    assert w.eta == pytest.approx(0.2) and w.beta == pytest.approx(b1)
+    # t = 2: the first modality is absent (its EMA stays 1.75); EMA (1.75, 2.75, 1.125),
+    # mean 5.625 / 3 = 1.875, ra (1/15, -7/15, 6/15); eta doubles to 0.4.
+    w.update(losses(None, 4.0, 1.0))
+    assert w.ema == pytest.approx([1.75, 2.75, 1.125])
+    assert w.advantage == pytest.approx([1 / 15, -7 / 15, 6 / 15])
+    b2 = unit([b1[0] - 0.4 / 15, b1[1] + 0.4 * 7 / 15, b1[2] - 0.4 * 6 / 15])
+    assert w.eta == pytest.approx(0.4) and w.beta == pytest.approx(b2)
+    # t = 3: EMA (1.875, 2.75, 3.0625), mean 7.6875 / 3 = 2.5625; eta stays 0.4.
+    w.update(losses(2.0, None, 5.0))
+    assert w.ema == pytest.approx([1.875, 2.75, 3.0625])
+    ra = [(2.5625 - e) / 2.5625 for e in (1.875, 2.75, 3.0625)]
+    assert w.advantage == pytest.approx(ra)
+    assert w.beta == pytest.approx(unit([b - 0.4 * a for b, a in zip(b2, ra, strict=True)]))
+    assert w.step == 4
+
+
 def test_beta_updates_every_interval_steps_only() -> None:
     w = weighter(interval=3)
     seen = []
