@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.set_defaults(run=_data_info)
     _add_train_parser(commands)
+    _add_study_parser(commands)
     return parser
 
 
@@ -100,6 +101,17 @@ def _add_train_parser(commands: Any) -> None:
     )
     train.add_argument("--json", metavar="FILE", help="also write the full result as JSON")
     train.set_defaults(run=_train)
+
+
+def _add_study_parser(commands: Any) -> None:
+    study = commands.add_parser("study", help="check hyperparameter study files")
+    study.set_defaults(run=lambda _: study.print_help())
+    study_commands = study.add_subparsers(title="study commands")
+    check = study_commands.add_parser(
+        "check", help="validate study files without starting Ray or reading data"
+    )
+    check.add_argument("files", nargs="+", metavar="FILE", help="study files (studies/*.yaml)")
+    check.set_defaults(run=_study_check)
 
 
 def _add_source_parser(sources: Any, source: Any) -> None:
@@ -227,6 +239,13 @@ def _data_info(args: argparse.Namespace) -> int:
                 ln = mod["length"]
                 extra = f"  length min {ln['min']} mean {ln['mean']:.1f} max {ln['max']}"
             print(f"  {name:<10} mean {mod['mean']:+.4f} std {mod['std']:.4f}{extra}")
+    return 0
+
+
+def _study_check(args: argparse.Namespace) -> int:
+    from mmlearn.study import check_studies
+
+    print(check_studies(args.files))
     return 0
 
 

@@ -20,8 +20,7 @@ from mmlearn.data.spec import DatasetSpec
 from mmlearn.errors import ConfigError
 from mmlearn.models.base import MissingModalityModel
 from mmlearn.models.hparams import HParams
-
-_KINDS = {"loguniform": 2, "uniform": 2, "int": 2, "choice": None}
+from mmlearn.space import parse_dimension
 
 
 class Builder(Protocol):
@@ -53,19 +52,21 @@ def _suggest(name: str, known: list[str]) -> str:
 def _check_search_space(name: str, hparams_cls: type[HParams]) -> None:
     """Raise ValueError unless every search-space entry names a field and is well formed."""
     fields = {f.name for f in dataclasses.fields(hparams_cls)}
-    for key, dist in hparams_cls.search_space.items():
+    for key, value in hparams_cls.search_space.items():
         where = f"search space of {name!r}, key {key!r}"
         if key not in fields:
             raise ValueError(f"{where}: must name a field of {hparams_cls.__name__}.")
-        if len(dist) != 1 or next(iter(dist)) not in _KINDS:
-            raise ValueError(f"{where}: must be one of {sorted(_KINDS)}, but got {dist!r}.")
-        kind, args = next(iter(dist.items()))
-        if not isinstance(args, list) or not args or len(args) != (_KINDS[kind] or len(args)):
-            raise ValueError(f"{where}: {kind} takes a list of {_KINDS[kind] or 'some'} values.")
-        if kind != "choice" and not (args[0] <= args[1] and (kind != "loguniform" or args[0] > 0)):
-            raise ValueError(f"{where}: bounds must satisfy low <= high (0 < low for loguniform).")
-        for value in args:
-            hparams_cls(**{key: value})  # every choice and bound must be a valid value
+        try:
+            dimension = parse_dimension(value)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}.") from e
+        if dimension is None:
+            raise ValueError(f"{where}: must be a search dimension, but got {value!r}.")
+        for probe in dimension.probe_values():
+            try:
+                hparams_cls(**{key: probe})  # every choice and bound must be a valid value
+            except ConfigError as e:
+                raise ValueError(f"{where}: {e}") from e
 
 
 def register(name: str, hparams_cls: type[HParams]) -> Callable[[B], B]:

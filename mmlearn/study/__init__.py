@@ -1,0 +1,6 @@
+"""Study files: the typed, validated specification that the study runner consumes."""
+
+from mmlearn.study.load import check_studies, load_study
+from mmlearn.study.spec import Cell, StudySpec
+
+__all__ = ["Cell", "StudySpec", "check_studies", "load_study"]

@@ -1,0 +1,169 @@
+"""Read a study file into a StudySpec, turning every problem into one line that names the file.
+
+Each line reads ``FILE: key.path[1].sub: what is wrong, the value, and the fix``. Problems are
+found in two phases (see ``mmlearn.study.spec``): every section's own problems at once, then,
+once the sections are well formed, those that span sections.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from mmlearn.errors import ConfigError
+from mmlearn.study._errors import ERROR_TYPE, Loc, did_you_mean, unknown_key
+from mmlearn.study.spec import StudySpec
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with two fixes for study files.
+
+    It reads ``1e-5`` as a float (YAML 1.2; YAML 1.1 wants ``1.0e-5``), and it rejects a key
+    given twice in one mapping (YAML keeps the last one silently).
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _unique_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)  # resolve '<<' merges first, as construct_mapping does
+    seen: set[Hashable] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if not isinstance(key, Hashable):
+            continue  # construct_mapping reports it
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read and validate the study file at ``path``, without starting Ray or reading data.
+
+    Only a prepared store's manifest is read, and only when the store exists.
+
+    Raises:
+        ConfigError: one line per problem, each starting with the file name.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.load(path.read_text(), Loader=_Loader)  # a SafeLoader: plain data only
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the study file ({e.strerror})") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: {_yaml_problem(e)}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: a study file is a mapping of sections (name, data, methods, ...), "
+            f"but got {_show(raw)}"
+        )
+    try:
+        return StudySpec.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError("\n".join(f"{path}: {_describe(d)}" for d in e.errors())) from e
+
+
+def check_studies(paths: Sequence[str | Path]) -> str:
+    """Validate study files; a summary of each when all are valid.
+
+    Raises:
+        ConfigError: the problems of every invalid file, one line each.
+    """
+    summaries, problems = [], []
+    for path in paths:
+        try:
+            summaries.append(f"{path}: ok\n{load_study(path).summary()}")
+        except ConfigError as e:
+            problems.append(str(e))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return "\n".join(summaries)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """``line L, column C: problem`` of a YAML error, on one line."""
+    if not isinstance(error, yaml.MarkedYAMLError) or error.problem_mark is None:
+        return f"invalid YAML: {' '.join(str(error).split())}"
+    mark = error.problem_mark
+    context = f" ({error.context})" if error.context else ""
+    return (
+        f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {error.problem}{context}"
+    )
+
+
+def _describe(error: ErrorDetails) -> str:
+    """``key.path: message`` of one pydantic error, in this project's words."""
+    loc, kind, got = error["loc"], error["type"], _show(error["input"])
+    if kind in (ERROR_TYPE, "value_error"):
+        message = error["msg"].removeprefix("Value error, ")
+    elif kind == "missing":
+        field = _section_at(loc[:-1]).model_fields[str(loc[-1])]
+        message = f"required key is missing ({field.description})"
+    elif kind == "extra_forbidden":
+        message = unknown_key(str(loc[-1]), _section_at(loc[:-1]).model_fields)
+    elif kind == "literal_error":
+        expected = error.get("ctx", {})["expected"]
+        hint = did_you_mean(str(error["input"]), re.findall(r"'([^']*)'", expected))
+        message = f"must be {expected}, but got {got}{hint}"
+    elif kind in ("model_type", "dict_type"):
+        message = f"must be a mapping, but got {got}"
+    elif kind in ("tuple_type", "list_type"):
+        message = f"must be a list, but got {got}"
+    else:
+        message = f"{error['msg'].replace('Input should be', 'must be', 1)}, but got {got}"
+    message = message.removesuffix(".")  # some rules end their sentence, most do not
+    return f"{_key_path(loc)}: {message}" if loc else message
+
+
+def _key_path(loc: Loc) -> str:
+    """``methods[1].space.lr`` for ``("methods", 1, "space", "lr")``."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+
+def _section_at(loc: Loc) -> type[BaseModel]:
+    """The section model at key path ``loc`` (which pydantic reported, so it exists)."""
+    tp: Any = StudySpec
+    for part in loc:
+        tp = _strip(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            tp = tp.model_fields[str(part)].annotation
+        else:  # a tuple of sections, or a mapping of them
+            tp = typing.get_args(tp)[0 if isinstance(part, int) else -1]
+    return _strip(tp)
+
+
+def _strip(tp: Any) -> Any:
+    """``X`` of ``Annotated[X, ...]`` and of ``X | None``."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            tp = next(arm for arm in typing.get_args(tp) if arm is not type(None))
+        else:
+            return tp
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A short repr of a user's value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
