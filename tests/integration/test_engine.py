@@ -18,17 +18,11 @@ from mmlearn.data.store import FeatureStore, open_store
 from mmlearn.errors import ConfigError, MmlearnError
 from mmlearn.models import ExperimentalWarning, LossOutput, ModelOutput, build, hparams_class
 from mmlearn.models.fusion import EarlyFusion
-from mmlearn.train import (
-    NonFiniteLossError,
-    TrainConfig,
-    current_world,
-    evaluate,
-    fit,
-    load_best_state,
-    read_progress,
-    run_distributed,
-)
-from mmlearn.train.checkpoint import PROGRESS
+from mmlearn.train.checkpoint import PROGRESS, load_best_state, read_progress
+from mmlearn.train.config import TrainConfig
+from mmlearn.train.distributed import current_world, run_distributed
+from mmlearn.train.engine import NonFiniteLossError, fit
+from mmlearn.train.evaluation import evaluate
 
 TINY = {"hidden": 16, "cls_layers": (16,)}
 TINY_AE = {**TINY, "ae_layers": (32, 16), "n_blocks": 2}

@@ -17,7 +17,9 @@ import torch
 from mmlearn.data.missing import MissingProtocol
 from mmlearn.data.store import FeatureStore
 from mmlearn.models import ExperimentalWarning, registry
-from mmlearn.train import TrainConfig, evaluate, fit
+from mmlearn.train.config import TrainConfig
+from mmlearn.train.engine import fit
+from mmlearn.train.evaluation import evaluate
 
 RATES = {"fac": 0.8, "fou": 0.2, "mor": 0.5}
 CONFIG = TrainConfig(epochs=5, batch_size=128, lr=2e-4, seed=0)

@@ -8,7 +8,8 @@ import pytest
 
 from mmlearn.errors import ConfigError
 from mmlearn.models.base import Stage
-from mmlearn.train import TrainConfig, lr_factor, stage_spans
+from mmlearn.train.config import TrainConfig
+from mmlearn.train.schedule import lr_factor, stage_spans
 
 
 def test_defaults_are_valid():
