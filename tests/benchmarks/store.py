@@ -133,7 +133,7 @@ def main() -> None:
             "Memory: 4 processes each read two epochs of the same store at once; the columns "
             "count only the store's mappings: RSS counts shared pages in full in every process, "
             "PSS splits them between the processes, so the PSS sum is the real footprint "
-            "(one copy = the size on disk).",
+            "(one copy = the size of train.arrow, the split the readers touch).",
             "",
             machine_summary(),
             "",
