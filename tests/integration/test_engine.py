@@ -287,7 +287,7 @@ def test_two_ranks_count_every_sample_and_pattern_exactly_once(mfeat_store):
 def test_cpu_accelerator_is_chosen_before_deepspeed_loads():
     env = {k: v for k, v in os.environ.items() if k != "DS_ACCELERATOR"}
     code = (
-        "import os, torch, mmlearn.train\n"
+        "import os, torch, mmlearn.train.engine\n"
         "from deepspeed.accelerator import get_accelerator\n"
         "print(os.environ.get('DS_ACCELERATOR'), get_accelerator().device_name(),"
         " torch.cuda.is_available())"
