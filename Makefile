@@ -11,9 +11,8 @@ TORCH_SPEC ?= torch==2.13.0
 DEEPSPEED_SPEC ?= deepspeed>=0.19,<0.20
 PYTEST_ARGS ?=
 
-export DS_ACCELERATOR ?= cpu
 
-.PHONY: setup test lint bench results-mfeat clean
+.PHONY: setup test lint study bench results-mfeat clean
 
 setup: $(STAMP)
 
@@ -35,6 +34,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Run (or resume) a study: make study NAME=quickstart runs studies/quickstart.yaml.
+study: $(STAMP)
+	$(BIN)/mmlearn study run studies/$(NAME).yaml
 
 # Benchmarks rewrite their sections of docs/benchmarks.md; run them on an otherwise idle machine.
 bench: $(STAMP)

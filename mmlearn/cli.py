@@ -104,7 +104,7 @@ def _add_train_parser(commands: Any) -> None:
 
 
 def _add_study_parser(commands: Any) -> None:
-    study = commands.add_parser("study", help="check hyperparameter study files")
+    study = commands.add_parser("study", help="check and run hyperparameter study files")
     study.set_defaults(run=lambda _: study.print_help())
     study_commands = study.add_subparsers(title="study commands")
     check = study_commands.add_parser(
@@ -112,6 +112,12 @@ def _add_study_parser(commands: Any) -> None:
     )
     check.add_argument("files", nargs="+", metavar="FILE", help="study files (studies/*.yaml)")
     check.set_defaults(run=_study_check)
+    run = study_commands.add_parser(
+        "run",
+        help="run a study on Ray (resumes when rerun): search every cell, then the final seeds",
+    )
+    run.add_argument("file", metavar="FILE", help="a study file (studies/NAME.yaml)")
+    run.set_defaults(run=_study_run)
 
 
 def _add_source_parser(sources: Any, source: Any) -> None:
@@ -246,6 +252,16 @@ def _study_check(args: argparse.Namespace) -> int:
     from mmlearn.study import check_studies
 
     print(check_studies(args.files))
+    return 0
+
+
+def _study_run(args: argparse.Namespace) -> int:
+    import functools
+
+    from mmlearn.study.runner import run_study
+
+    outcome = run_study(args.file, progress=functools.partial(print, flush=True))
+    print(outcome.summary())
     return 0
 
 

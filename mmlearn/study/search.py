@@ -1,0 +1,309 @@
+"""The search side of a study in Ray Tune: one Optuna study and one ASHA bracket per cell.
+
+``CellSearcher`` is a Tune ``Searcher`` that owns one Optuna study per cell, all in one journal
+file, and hands out trials so that every cell gets exactly its budget. Trials stopped early by
+the scheduler are told to Optuna as PRUNED (their intermediate values were reported every
+epoch), full-budget trials as COMPLETE, errors as FAIL. ``CellScheduler`` routes every trial to
+the ASHA scheduler of its own cell, so that trials are compared within a cell only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+
+from mmlearn.space import Dimension
+
+log = logging.getLogger(__name__)
+
+METRIC = "score"
+"""The reported metric that the search and the schedulers compare: the objective's mean over
+patterns on validation."""
+
+EPOCH = "training_iteration"
+"""Tune's count of reports; a trial reports once per epoch."""
+
+
+@dataclass(frozen=True)
+class CellSearch:
+    """What the searcher needs of one cell.
+
+    Attributes:
+        id: the cell id, also the Optuna study name.
+        space: searched key -> dimension.
+        trials: the cell's trial budget.
+    """
+
+    id: str
+    space: Mapping[str, Dimension]
+    trials: int
+
+
+def journal_storage(path: Path) -> JournalStorage:
+    """The Optuna journal storage at ``path`` (created with its folder when missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
+    """An Optuna sampler by study-file name (tpe, random, gp), seeded."""
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.GPSampler(seed=seed)
+
+
+def open_study(
+    storage: JournalStorage, cell_id: str, mode: Literal["max", "min"], sampler: str, seed: int
+) -> optuna.Study:
+    """The cell's Optuna study in ``storage``, created when missing.
+
+    The sampler's seed also depends on the trials already in the study, so that a resumed
+    study does not draw the same points again.
+    """
+    direction = "maximize" if mode == "max" else "minimize"
+    study = optuna.create_study(
+        storage=storage, study_name=cell_id, direction=direction, load_if_exists=True
+    )
+    study.sampler = make_sampler(sampler, seed + len(study.get_trials(deepcopy=False)))
+    return study
+
+
+class CellSearcher(Searcher):
+    """Tune searcher with one Optuna study per cell and a trial budget per cell.
+
+    The next trial goes to the cell with the fewest trials so far (trials that failed do not
+    count, so they are replaced). Trial configs are ``{"cell": id, "values": {key: value}}``.
+
+    Args:
+        cells: the cells, in study order.
+        journal: the Optuna journal file.
+        mode: ``max`` or ``min`` (of ``score``).
+        max_epochs: the epochs a full-budget trial reaches.
+        sampler: tpe, random or gp.
+        seed: base seed of the samplers.
+    """
+
+    def __init__(
+        self,
+        cells: Sequence[CellSearch],
+        journal: Path,
+        mode: Literal["max", "min"],
+        max_epochs: int,
+        sampler: str,
+        seed: int,
+    ) -> None:
+        super().__init__(metric=METRIC, mode=mode)
+        self.cells = {c.id: c for c in cells}
+        self.journal = journal
+        self.direction = mode
+        self.max_epochs = max_epochs
+        self.sampler = sampler
+        self.seed = seed
+        # Tune trial id -> (cell id, Optuna trial id, last epoch reported to Optuna)
+        self.live: dict[str, tuple[str, int, int]] = {}
+        self._studies: dict[str, optuna.Study] | None = None
+        self._storage: JournalStorage | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_studies"] = state["_storage"] = None  # reopened from the journal
+        return state
+
+    @property
+    def storage(self) -> JournalStorage:
+        """The Optuna journal, opened on first use."""
+        if self._storage is None:
+            self._storage = journal_storage(self.journal)
+        return self._storage
+
+    @property
+    def studies(self) -> dict[str, optuna.Study]:
+        """The cells' Optuna studies, opened on first use; stale RUNNING trials marked FAIL.
+
+        A RUNNING trial is stale when no live Tune trial owns it (a crashed driver left it).
+        """
+        if self._studies is None:
+            self._studies = {
+                cell_id: open_study(self.storage, cell_id, self.direction, self.sampler, seed)
+                for seed, cell_id in enumerate(self.cells, start=self.seed * 1000)
+            }
+            owned = {optuna_id for _, optuna_id, _ in self.live.values()}
+            for study in self._studies.values():
+                for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                    if t._trial_id not in owned:
+                        log.warning(
+                            "%s: trial %d was left RUNNING; marked FAIL", study.study_name, t.number
+                        )
+                        study.tell(t.number, state=TrialState.FAIL)
+        return self._studies
+
+    def counts(self) -> dict[str, int]:
+        """Trials per cell that count towards its budget: every state but FAIL."""
+        return {
+            cell_id: sum(t.state != TrialState.FAIL for t in study.get_trials(deepcopy=False))
+            for cell_id, study in self.studies.items()
+        }
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        """The next trial's config, None to wait for running trials, or FINISHED."""
+        counts = self.counts()
+        open_cells = [c for c in self.cells.values() if counts[c.id] < c.trials]
+        if not open_cells:
+            return Searcher.FINISHED if not self.live else None
+        cell = min(open_cells, key=lambda c: counts[c.id])
+        study = self.studies[cell.id]
+        trial = study.ask()
+        values = {key: dim.suggest(trial, key) for key, dim in cell.space.items()}
+        self.live[trial_id] = (cell.id, trial._trial_id, 0)
+        return {"cell": cell.id, "values": values, "number": trial.number}
+
+    def _trial(self, trial_id: str) -> optuna.Trial | None:
+        """The live Optuna trial of a Tune trial, or None when Optuna has finished it.
+
+        A trial may be finished in Optuna but not in Tune: a failed trial that Tune resumes, or
+        one told after Tune's last experiment snapshot before a crash.
+        """
+        if trial_id not in self.live:
+            return None
+        cell_id, optuna_id, _ = self.live[trial_id]
+        study = self.studies[cell_id]
+        if self.storage.get_trial(optuna_id).state.is_finished():
+            del self.live[trial_id]
+            return None
+        return optuna.Trial(study, optuna_id)
+
+    def _report(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        """Report the result's score as the intermediate value of its epoch, once."""
+        trial = self._trial(trial_id)
+        if trial is None or METRIC not in result or not math.isfinite(result[METRIC]):
+            return
+        cell_id, optuna_id, reported = self.live[trial_id]
+        epoch = int(result[EPOCH])
+        if epoch > reported:
+            trial.report(float(result[METRIC]), epoch)
+            self.live[trial_id] = (cell_id, optuna_id, epoch)
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Report the epoch's score to Optuna as an intermediate value."""
+        self._report(trial_id, result)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        """Tell Optuna: FAIL on error, PRUNED if stopped early, else COMPLETE with the score.
+
+        Tune hands a result that stops a trial (ASHA's decision, or the last epoch) to
+        ``on_trial_complete`` only, so its intermediate value is reported here first.
+        """
+        trial = self._trial(trial_id)
+        if trial is None:
+            return
+        if result and not error:
+            self._report(trial_id, result)
+        cell_id, _, _ = self.live.pop(trial_id)
+        study = self.studies[cell_id]
+        if error or not result or not math.isfinite(result.get(METRIC, math.nan)):
+            study.tell(trial, state=TrialState.FAIL)
+        elif result[EPOCH] < self.max_epochs:
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, float(result[METRIC]), state=TrialState.COMPLETE)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Save the live-trial map; the studies live in the journal."""
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.live, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Restore the live-trial map; the studies are reopened from the journal."""
+        with open(checkpoint_path, "rb") as f:
+            self.live = pickle.load(f)
+        self._studies = None
+
+
+class CellScheduler(FIFOScheduler):
+    """Routes every trial to its own cell's ASHA scheduler (cells are not comparable).
+
+    Args:
+        cells: the cell ids.
+        mode: ``max`` or ``min`` (of ``score``).
+        max_t: the epochs a trial may reach.
+        grace_period: epochs before ASHA may stop a trial.
+        reduction_factor: ASHA's reduction factor.
+    """
+
+    def __init__(
+        self,
+        cells: Sequence[str],
+        mode: Literal["max", "min"],
+        max_t: int,
+        grace_period: int,
+        reduction_factor: float,
+    ) -> None:
+        super().__init__()
+        self._metric = METRIC
+        self.per_cell = {
+            cell: AsyncHyperBandScheduler(
+                time_attr=EPOCH,
+                metric=METRIC,
+                mode=mode,
+                max_t=max_t,
+                grace_period=grace_period,
+                reduction_factor=reduction_factor,
+            )
+            for cell in cells
+        }
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        """Metric and mode are the scheduler's own; Tune's must be unset."""
+        return metric is None and mode is None
+
+    def _of(self, trial: Trial) -> AsyncHyperBandScheduler:
+        return self.per_cell[trial.config["cell"]]
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:  # noqa: D102
+        self._of(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:  # noqa: D102
+        return self._of(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> None:  # noqa: D102
+        self._of(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:  # noqa: D102
+        self._of(trial).on_trial_remove(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:  # noqa: D102
+        self._of(trial).on_trial_error(tune_controller, trial)
+
+    def debug_string(self) -> str:  # noqa: D102
+        return "\n".join(f"{cell}: {s.debug_string()}" for cell, s in self.per_cell.items())
+
+
+def scheduler_for(
+    cells: Sequence[str],
+    kind: str,
+    mode: Literal["max", "min"],
+    max_t: int,
+    grace_period: int,
+    reduction_factor: float,
+) -> TrialScheduler:
+    """ASHA per cell for ``kind == "asha"``, else FIFO."""
+    if kind == "asha":
+        return CellScheduler(cells, mode, max_t, grace_period, reduction_factor)
+    return FIFOScheduler()
