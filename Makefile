@@ -11,7 +11,6 @@ TORCH_SPEC ?= torch==2.13.0
 DEEPSPEED_SPEC ?= deepspeed>=0.19,<0.20
 PYTEST_ARGS ?=
 
-
 .PHONY: setup test lint study bench results-mfeat clean
 
 setup: $(STAMP)
