@@ -76,6 +76,10 @@ def main() -> None:
             "(methods that simulate missing modalities themselves, as MMIN and UME-MMA do, add "
             "their own on top). Produced by `make results-mfeat`.",
             "",
+            "`modality_dropout` differs from `early_fusion` only by its training protocol "
+            "(random non-empty patterns); under the shared `per_epoch` masks the two are the "
+            "same model trained on the same batches, so their rows are identical.",
+            "",
             machine_summary(),
             "",
             *sections,
