@@ -346,18 +346,19 @@ class RedCore(MissingModalityModel):
         errors = self._reconstruction(out)
         if self.training:
             self.weighter.update(global_errors(errors, x["present"]))
-        total = task_loss(out.prediction, batch.labels, self.spec)
-        parts = {"task": total.item()}
         beta = self.weighter.weights()
+        total = task_loss(out.prediction, batch.labels, self.spec)
+        terms = {"task": total}
         for m, r in errors.items():
             task_m = task_loss(x["unimodal"][m], batch.labels, self.spec)
             kl_m = hp.kl_weight * vib_kl(x["mu"][m], x["logvar"][m], x["present"][m], hp.kl_half)
             total = total + task_m + kl_m
-            parts |= {f"task/{m}": task_m.item(), f"kl/{m}": kl_m.item()}
+            terms |= {f"task/{m}": task_m, f"kl/{m}": kl_m}
             if r is not None:
                 total = total + hp.recon_weight * beta[m] * r
-                parts[f"recon/{m}"] = r.item()
-        return LossOutput(total, parts)
+                terms[f"recon/{m}"] = r
+        values = torch.stack([t.detach().float() for t in terms.values()]).tolist()  # one sync
+        return LossOutput(total, dict(zip(terms, values, strict=True)))
 
     def internals(self) -> dict[str, float]:
         """beta and relative advantage per modality, and the current eta."""

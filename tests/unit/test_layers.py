@@ -12,13 +12,17 @@ from mmlearn.models.layers import (
     MLP,
     LSTMEncoder,
     ResidualAE,
+    SandwichBlock,
+    SelfAttention,
     SequenceTransformer,
     TextCNN,
     VIBHead,
     init_weights_,
     kaiming_init_,
+    keep_mask,
     variance_preserving_init_,
 )
+from mmlearn.models.layers import transformer as transformer_module
 from mmlearn.models.layers._steps import valid_steps
 
 
@@ -87,6 +91,120 @@ def test_transformer_official_mode_mean_pools_padding() -> None:
         for block in off.blocks:
             h = block(h, None)
         torch.testing.assert_close(out, torch.sigmoid(h.mean(dim=1)))
+
+
+def attention_pair(dropout: float) -> tuple[SelfAttention, nn.MultiheadAttention]:
+    """Our attention and nn.MultiheadAttention built from the same seed, with O(1) weights."""
+    torch.manual_seed(0)
+    ours = SelfAttention(16, 4, dropout)
+    torch.manual_seed(0)
+    reference = nn.MultiheadAttention(16, 4, dropout=dropout, batch_first=True)
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.normal_(0.0, 0.3)
+    reference.load_state_dict(ours.state_dict())
+    return ours, reference
+
+
+PADDING = torch.arange(7)[None, :] >= torch.tensor([7, 3, 1, 5, 6])[:, None]  # (5, 7)
+
+
+def test_self_attention_has_the_parameters_and_init_of_multihead_attention() -> None:
+    torch.manual_seed(0)
+    ours = SelfAttention(16, 4, 0.2).state_dict()
+    torch.manual_seed(0)
+    reference = nn.MultiheadAttention(16, 4, dropout=0.2, batch_first=True).state_dict()
+    assert list(ours) == list(reference)
+    for name, value in reference.items():
+        assert torch.equal(ours[name], value), name
+
+
+@pytest.mark.parametrize("padding", [None, PADDING], ids=["no-mask", "key-padding-mask"])
+def test_self_attention_matches_multihead_attention_without_dropout(
+    padding: torch.Tensor | None,
+) -> None:
+    ours, reference = attention_pair(0.2)
+    ours.eval()
+    reference.eval()
+    x = torch.randn(5, 7, 16)
+    with torch.no_grad():
+        expected, _ = reference(x, x, x, key_padding_mask=padding, need_weights=False)
+        torch.testing.assert_close(ours(x, padding), expected, atol=1e-5, rtol=1e-5)
+    # The training path (own softmax, dropout) at p -> 0 computes the same function.
+    ours.train()
+    ours.dropout = 1e-9
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x, padding), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("padding", [None, PADDING], ids=["no-mask", "key-padding-mask"])
+def test_self_attention_training_path_has_the_gradients_of_multihead_attention(
+    padding: torch.Tensor | None,
+) -> None:
+    ours, reference = attention_pair(0.0)
+    ours.double().train()
+    reference.double().train()
+    ours.dropout = 1e-12  # the own softmax path; nothing is dropped in practice
+    x = torch.randn(5, 7, 16, dtype=torch.float64)
+    g = torch.randn(5, 7, 16, dtype=torch.float64)
+    x_ours, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    (ours(x_ours, padding) * g).sum().backward()
+    out, _ = reference(x_ref, x_ref, x_ref, key_padding_mask=padding, need_weights=False)
+    (out * g).sum().backward()
+    torch.testing.assert_close(x_ours.grad, x_ref.grad, atol=1e-8, rtol=1e-8)
+    for name, p in reference.named_parameters():
+        torch.testing.assert_close(ours.get_parameter(name).grad, p.grad, atol=1e-8, rtol=1e-8)
+
+
+@pytest.mark.parametrize("padding", [None, PADDING], ids=["no-mask", "key-padding-mask"])
+def test_self_attention_drops_attention_weights_and_rescales(
+    padding: torch.Tensor | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours, _ = attention_pair(0.25)
+    x = torch.randn(5, 7, 16)
+    keep = (torch.rand(5 * 4, 7, 7, generator=torch.Generator().manual_seed(1)) >= 0.25).float()
+    monkeypatch.setattr(transformer_module, "keep_mask", lambda shape, p, device, dtype: keep)
+    with torch.no_grad():
+        q, k, v = (
+            y.view(5, 7, 4, 4).transpose(1, 2)
+            for y in nn.functional.linear(x, ours.in_proj_weight, ours.in_proj_bias).chunk(3, -1)
+        )  # (B, H, T, d)
+        scores = q @ k.transpose(-2, -1) / 2.0  # sqrt(d) = 2
+        if padding is not None:
+            scores = scores.masked_fill(padding[:, None, None, :], float("-inf"))
+        weights = scores.softmax(-1) * keep.view(5, 4, 7, 7) / 0.75
+        expected = ours.out_proj((weights @ v).transpose(1, 2).reshape(5, 7, 16))
+        torch.testing.assert_close(ours(x, padding), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.2, 0.5, 0.9, 0.5 / 256])
+def test_keep_mask_drops_with_probability_p(p: float) -> None:
+    torch.manual_seed(0)
+    keep = keep_mask((1000, 2001), p)
+    assert keep.shape == (1000, 2001) and keep.dtype == torch.float32
+    assert set(keep.unique().tolist()) <= {0.0, 1.0}
+    n = keep.numel()
+    dropped = 1.0 - keep.sum().item() / n
+    # 5 sigma; at p = 0.5/256 every drop comes from the tie byte, so a wrong tie rule fails.
+    assert abs(dropped - p) < 5 * math.sqrt(p * (1 - p) / n)
+    assert keep_mask((3, 4), 0.0).eq(1.0).all()
+    assert keep_mask((3, 4), 1.0, dtype=torch.bfloat16).eq(0.0).all()
+    assert keep_mask((3, 5), 0.5, dtype=torch.bfloat16).dtype == torch.bfloat16
+
+
+def test_sandwich_mlp_drops_and_rescales_like_nn_dropout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    torch.manual_seed(0)
+    block = SandwichBlock(8, 2, attn_dropout=0.2, mlp_dropout=0.25)
+    x = torch.randn(3, 5, 8)
+    keep = (torch.rand(3, 5, 32) >= 0.25).float()
+    monkeypatch.setattr(transformer_module, "keep_mask", lambda shape, p, device, dtype: keep)
+    first, relu, _, last = block.mlp
+    with torch.no_grad():
+        torch.testing.assert_close(block._mlp(x), last(relu(first(x)) * keep / 0.75))
+        block.eval()
+        torch.testing.assert_close(block._mlp(x), block.mlp(x))
 
 
 def test_vib_samples_in_training_and_returns_mu_in_eval() -> None:
