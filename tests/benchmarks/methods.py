@@ -32,7 +32,8 @@ from mmlearn.data.prepare import prepare_store
 from mmlearn.data.store import open_store
 from mmlearn.models.registry import build, names
 from mmlearn.train.config import TrainConfig
-from mmlearn.train.engine import fit
+from mmlearn.train.engine import _signature, fit
+from mmlearn.train.schedule import stage_spans
 from tests.benchmarks.report import machine_summary, replace_section
 
 BATCH = 256
@@ -87,25 +88,43 @@ def measure(
 
 
 def plain_loop(model, split, spec, protocol, config, rss: list[float]) -> list[float]:
-    """The same steps without DeepSpeed: AdamW (foreach), global clipping, one process."""
-    groups = model.param_groups(config.lr)
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, foreach=True)
+    """The same steps without DeepSpeed: AdamW (foreach), global clipping, one process.
+
+    Like the engine it runs the model's stages on their share of the epochs
+    (``stage_spans``), calling ``set_stage`` before each and building a new AdamW when the
+    parameter groups change, so both loops time the same stage in the same epoch.
+    """
     loader = SplitLoader(split, spec, config.batch_size)
+    optimizer, signature = None, None
     seconds = []
-    model.train()
-    for epoch in range(config.epochs):
-        started = time.perf_counter()
-        for batch in loader.train(protocol, epoch):
-            with torch.autocast("cpu", torch.bfloat16, enabled=config.precision == "bf16"):
-                out = model(batch)
-                loss = model.loss(out, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.total.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            model.on_step_end(out, batch)
-        seconds.append(time.perf_counter() - started)
-        rss.append(rss_mib())
+    for span in stage_spans(model.stages(), config.epochs):
+        model.set_stage(span.name)
+        groups = [{**g, "params": list(g["params"])} for g in model.param_groups(config.lr)]
+        groups = [g for g in groups if g["params"]]
+        if optimizer is None or _signature(groups) != signature:
+            signature = _signature(groups)
+            optimizer = torch.optim.AdamW(
+                groups,
+                lr=config.lr,
+                betas=config.betas,
+                eps=config.eps,
+                weight_decay=config.weight_decay,
+                foreach=True,
+            )
+        model.train()
+        for epoch in range(span.first, span.stop):
+            started = time.perf_counter()
+            for batch in loader.train(protocol, epoch):
+                with torch.autocast("cpu", torch.bfloat16, enabled=config.precision == "bf16"):
+                    out = model(batch)
+                    loss = model.loss(out, batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.total.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                model.on_step_end(out, batch)
+            seconds.append(time.perf_counter() - started)
+            rss.append(rss_mib())
     return seconds
 
 
