@@ -2,7 +2,9 @@
 # so a fresh clone needs no step before `make test` or `make study NAME=...`.
 
 PYTHON ?= python3
-VENV   := .venv
+# MMLEARN_VENV names an environment set up elsewhere (cluster/*.yaml sets it on every node, so
+# that jobs run in any folder use it): make sets it up only when it has no stamp.
+VENV   := $(or $(MMLEARN_VENV),.venv)
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.setup-done
 # The torch build to install first. The default is the CPU wheel; on a CUDA cluster use e.g.
@@ -11,11 +13,11 @@ TORCH_SPEC ?= torch==2.13.0
 DEEPSPEED_SPEC ?= deepspeed>=0.19,<0.20
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint study bench results-mfeat clean
+.PHONY: setup test lint study report aim browser bench results-mfeat cluster-up cluster-down submit cluster-local clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): $(if $(MMLEARN_VENV),,pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
@@ -38,14 +40,54 @@ lint: $(STAMP)
 study: $(STAMP)
 	$(BIN)/mmlearn study run studies/$(NAME).yaml
 
+# Write runs/NAME/report/ (summary.md, results.parquet, PNG plots): make report NAME=quickstart.
+report: $(STAMP)
+	$(BIN)/mmlearn report $(NAME)
+
+# Browse every tracked trial: Aim's UI on http://127.0.0.1:$(AIM_PORT) for the runs repository
+# (README.md, "Browsing a study in Aim"). Local only: Aim's UI has no authentication.
+AIM_REPO ?= runs/aim
+AIM_PORT ?= 43800
+aim: $(STAMP)
+	mkdir -p $(AIM_REPO)
+	$(BIN)/aim up --host 127.0.0.1 --port $(AIM_PORT) --repo $(AIM_REPO) --yes
+
+# Debian's chromium, with which the dashboard test renders Aim's runs page (idempotent).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
 # Benchmarks rewrite their sections of docs/benchmarks.md; run them on an otherwise idle machine.
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.store
+	$(BIN)/python -m tests.benchmarks.prepare_mmsa
 	$(BIN)/python -m tests.benchmarks.methods
 
 # Every method on mfeat at two imbalanced rate conditions, 3 seeds: docs/results-mfeat.md.
 results-mfeat: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.results_mfeat
+
+# A Ray cluster (README.md, "Running on a cluster"): CLUSTER=cluster/gpu.yaml (AWS, the default)
+# or cluster/onprem.yaml. The file is checked first; the Ray token is generated once, in
+# ~/.ray/auth_token, and mounted on every node.
+CLUSTER ?= cluster/gpu.yaml
+cluster-up: $(STAMP)
+	$(BIN)/mmlearn cluster check $(CLUSTER)
+	$(BIN)/ray get-auth-token --generate > /dev/null
+	$(BIN)/ray up -y $(CLUSTER)
+
+cluster-down: $(STAMP)
+	$(BIN)/ray down -y $(CLUSTER)
+
+# Run (or resume) studies/NAME.yaml on the cluster's head, in tmux: it outlives the SSH session
+# (ray attach --tmux $(CLUSTER) shows it again).
+submit: $(STAMP)
+	$(BIN)/ray submit --tmux $(CLUSTER) cluster/submit.py $(NAME)
+
+# A real 2-node Ray cluster on this machine (two `ray start`, 2 CPUs each, token auth), a study
+# whose 2-worker trials span both nodes, then both nodes stopped.
+cluster-local: $(STAMP)
+	$(BIN)/mmlearn cluster local --nodes 2 --cpus 2 -- $(BIN)/mmlearn study run studies/two_nodes.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

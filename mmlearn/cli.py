@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     info.set_defaults(run=_data_info)
     _add_train_parser(commands)
     _add_study_parser(commands)
+    _add_cluster_parser(commands)
+    _add_report_parser(commands)
     return parser
 
 
@@ -120,6 +122,58 @@ def _add_study_parser(commands: Any) -> None:
     run.set_defaults(run=_study_run)
 
 
+def _add_cluster_parser(commands: Any) -> None:
+    cluster = commands.add_parser(
+        "cluster", help="check Ray cluster files; run a Ray cluster of several nodes here"
+    )
+    cluster.set_defaults(run=lambda _: cluster.print_help())
+    cluster_commands = cluster.add_subparsers(title="cluster commands")
+    check = cluster_commands.add_parser(
+        "check",
+        help="validate cluster files offline: Ray's schema, token auth, shared storage, and "
+        "that the studies' workers fit",
+    )
+    check.add_argument("files", nargs="+", metavar="FILE", help="cluster files (cluster/*.yaml)")
+    check.add_argument(
+        "--study",
+        dest="studies",
+        action="append",
+        metavar="FILE",
+        help="a study whose workers must fit (repeatable; default: every studies/*.yaml)",
+    )
+    check.set_defaults(run=_cluster_check)
+    local = cluster_commands.add_parser(
+        "local",
+        help="start a Ray cluster of several nodes on this machine, run COMMAND as its driver "
+        "(RAY_ADDRESS set), then stop every node",
+    )
+    local.add_argument("--nodes", type=int, default=2, help="nodes, the head included")
+    local.add_argument("--cpus", type=int, default=2, help="CPUs of each node")
+    local.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+    local.set_defaults(run=_cluster_local)
+
+
+def _add_report_parser(commands: Any) -> None:
+    report = commands.add_parser(
+        "report",
+        help="write a study's report: tables with 95 %% CIs and paired tests, plots, tidy results",
+    )
+    report.add_argument(
+        "study", metavar="STUDY", help="a study file, a study folder, or NAME (runs/NAME)"
+    )
+    report.add_argument(
+        "--from-aim",
+        action="store_true",
+        help="build the tables from the study's Aim runs instead, into STORAGE/NAME/report-aim",
+    )
+    report.add_argument(
+        "--aim-repo",
+        metavar="REPO",
+        help="the Aim repository to read with --from-aim (default: the study's tracking.aim)",
+    )
+    report.set_defaults(run=_report)
+
+
 def _add_source_parser(sources: Any, source: Any) -> None:
     sub = sources.add_parser(source.name, help=source.summary, description=source.summary)
     sub.add_argument("--out", required=True, metavar="DIR", help="store directory to write")
@@ -128,6 +182,11 @@ def _add_source_parser(sources: Any, source: Any) -> None:
     for f in dataclasses.fields(source.options):
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
+        if f.metadata.get("positional"):
+            sub.add_argument(
+                f.name, type=_optional_base(kind), metavar=f.name.upper(), help=f.metadata["help"]
+            )
+            continue
         help_text = f"{f.metadata.get('help', '')} (default: {_show(f.default)})"
         if kind is bool:
             sub.add_argument(
@@ -262,6 +321,53 @@ def _study_run(args: argparse.Namespace) -> int:
 
     outcome = run_study(args.file, progress=functools.partial(print, flush=True))
     print(outcome.summary())
+    return 0
+
+
+def _cluster_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mmlearn.cluster.check import check_clusters
+
+    studies = args.studies or sorted(Path("studies").glob("*.yaml"))
+    print(check_clusters(args.files, studies))
+    return 0
+
+
+def _cluster_local(args: argparse.Namespace) -> int:
+    from mmlearn.cluster.local import LocalCluster
+    from mmlearn.errors import ConfigError
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise ConfigError("mmlearn cluster local: give the command to run after --")
+    with LocalCluster(nodes=args.nodes, cpus=args.cpus) as cluster:
+        print(
+            f"local Ray cluster of {args.nodes} nodes at {cluster.address} "
+            f"(dashboard {cluster.dashboard})",
+            flush=True,
+        )
+        code = cluster.run(command)
+    print(f"stopped the {args.nodes} nodes; {' '.join(command)} exited with {code}")
+    return code
+
+
+def _report(args: argparse.Namespace) -> int:
+    import functools
+
+    from mmlearn.report import ReportError, locate, write_aim_report, write_report
+
+    folder, spec = locate(args.study)
+    if not args.from_aim:
+        write_report(folder, progress=functools.partial(print, flush=True), spec=spec)
+        return 0
+    repo = args.aim_repo or spec.tracking.aim
+    if repo is None:
+        raise ReportError(
+            f"study {spec.name!r} has tracking.aim: null, so it wrote no Aim runs; pass the "
+            "repository with --aim-repo"
+        )
+    write_aim_report(folder, spec, repo, progress=functools.partial(print, flush=True))
     return 0
 
 

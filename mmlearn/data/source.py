@@ -1,7 +1,8 @@
 """Data sources: code that turns files (or a seed) into arrays for the feature store.
 
 A source is registered with the options it takes, as a dataclass whose fields carry their help
-text; the CLI builds ``mmlearn data prepare SOURCE --option ...`` from those fields.
+text; the CLI builds ``mmlearn data prepare SOURCE [INPUT] --option ...`` from those fields (an
+option marked ``positional`` is the command's positional argument, e.g. the file to read).
 """
 
 from __future__ import annotations
@@ -64,12 +65,23 @@ class Source:
     build: Callable[[Any], SourceData]
 
     def parse_options(self, values: dict[str, Any]) -> Any:
-        """Options from a plain dict; unknown keys and wrong types are a ConfigError."""
+        """Options from a plain dict; unknown or missing keys and wrong types are a ConfigError."""
         known = {f.name: f for f in dataclasses.fields(self.options)}
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ConfigError(
                 f"source {self.name!r} has no option(s) {unknown}; it takes {sorted(known)}."
+            )
+        missing = [
+            name
+            for name, f in known.items()
+            if name not in values and f.default is dataclasses.MISSING
+        ]
+        if missing:
+            raise ConfigError(
+                f"source {self.name!r} needs option(s) {missing}: "
+                + "; ".join(f"{name}: {known[name].metadata.get('help', '')}" for name in missing)
+                + "."
             )
         return self.options(**values)
 
@@ -98,11 +110,23 @@ def get_source(name: str) -> Source:
     return SOURCES[name]
 
 
-def option(default: Any, help: str) -> Any:
-    """A source option with its CLI help text."""
+def option(default: Any, help: str, *, positional: bool = False) -> Any:
+    """A source option with its CLI help text.
+
+    Args:
+        default: the value when the option is not given; ``dataclasses.MISSING`` makes it
+            required (such options come first in the options dataclass).
+        help: one line for ``mmlearn data prepare SOURCE -h``.
+        positional: the option is the command's positional argument (at most one per source).
+    """
     if isinstance(default, list | dict | set):
         raise TypeError("use a tuple for sequence defaults")
-    return field(default=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help, "positional": positional})
+
+
+def input_option(help: str) -> Any:
+    """The required, positional option naming the file or folder a source reads."""
+    return option(dataclasses.MISSING, help, positional=True)
 
 
 def stratified_split(

@@ -65,6 +65,10 @@ _BETTER = {"max": "larger", "min": "smaller"}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _AIM_URL = re.compile(r"aim://[^:/\s]+:\d+")
+FOLD = "{fold}"
+"""The placeholder of ``data.path`` that each of ``data.folds`` replaces."""
+AIM_REPO_ENV = "MMLEARN_AIM_REPO"
+"""Environment variable that, when set, replaces the study's Aim repository."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,6 +182,10 @@ def _mfeat_views(options: Any) -> tuple[str, ...]:
 _SOURCE_MODALITIES: dict[str, Callable[[Any], tuple[str, ...]]] = {
     "mfeat": _mfeat_views,
     "synthetic": lambda options: tuple(options.dims()),
+    **{
+        name: lambda options: ("text", "audio", "vision")
+        for name in ("mmsa", "mult_pkl", "sdk_csd", "mmin_h5")
+    },
 }
 """Modality names of a source from its options alone, so that a check reads no data."""
 
@@ -202,6 +210,16 @@ class DataSpec(_Section):
         "when the store at path does not exist yet",
     )
     task: str | None = Field(None, description="target to train on; null uses the data's default")
+    folds: Annotated[tuple[int, ...], BeforeValidator(_as_tuple), NonEmpty] | None = Field(
+        None,
+        description="cross-validation folds, one store each: path holds {fold} (e.g. "
+        "data/iemocap/fold{fold}), and every cell runs once per fold",
+    )
+    prepare: Annotated[str, BeforeValidator(_expand_env)] | None = Field(
+        None,
+        description="the command that writes the store at path ({fold} and ${VAR} replaced), "
+        "named in the error when the store is missing",
+    )
     _names: tuple[str, ...] = PrivateAttr(default=())
     _target: TargetSpec | None = PrivateAttr(default=None)
 
@@ -225,7 +243,16 @@ class DataSpec(_Section):
             )
         elif self.source is not None:
             available = self._source_modalities(problems)
+            problems += [
+                ((key,), f"only applies to path; {reason}")
+                for key, reason in (
+                    ("folds", "a source has no folds (a store per fold, path holding {fold})"),
+                    ("prepare", "a source is prepared by the runner"),
+                )
+                if getattr(self, key) is not None
+            ]
         else:
+            problems += self._fold_problems()
             available = self._store_modalities(problems)
         if not problems:
             self._names = self._chosen(available, problems)
@@ -254,16 +281,53 @@ class DataSpec(_Section):
             problems.append((("options",), str(e)))
             return None
 
+    def _fold_problems(self) -> list[Problem]:
+        templated = FOLD in str(self.path)
+        if self.folds is None:
+            return (
+                [(("path",), f"holds {FOLD} but no folds are listed; add folds: [1, 2, ...]")]
+                if templated
+                else []
+            )
+        problems: list[Problem] = []
+        if not templated:
+            problems.append(
+                (("path",), f"must hold {FOLD} (e.g. data/iemocap/fold{FOLD}) to name each fold")
+            )
+        seen: set[int] = set()
+        for i, fold in enumerate(self.folds):
+            if fold < 0:
+                problems.append((("folds", i), f"must be >= 0, but got {fold}"))
+            elif fold in seen:
+                problems.append((("folds", i), f"fold {fold} is listed twice"))
+            seen.add(fold)
+        return problems
+
+    def fold_ids(self) -> tuple[int | None, ...]:
+        """The folds, or ``(None,)`` for data without folds."""
+        return self.folds or (None,)
+
+    def store_path(self, fold: int | None = None) -> Path | None:
+        """The store of ``fold`` (``path`` with {fold} filled in); None for source data."""
+        return None if self.path is None else self._fold_path(fold)
+
+    def _fold_path(self, fold: int | None) -> Path:
+        assert self.path is not None
+        return self.path if fold is None else Path(str(self.path).replace(FOLD, str(fold)))
+
     def _store_modalities(self, problems: list[Problem]) -> tuple[str, ...] | None:
         assert self.path is not None
         if self.options:
             problems.append(
                 (("options",), "a prepared store takes no options; they were fixed by prepare")
             )
-        if not (self.path / MANIFEST).is_file():
+        present = [
+            path for path in map(self._fold_path, self.fold_ids()) if (path / MANIFEST).is_file()
+        ]
+        if not present:
             return None
         try:
-            store = open_store(self.path)
+            store = open_store(present[0])
         except DataError as e:
             problems.append((("path",), str(e)))
             return None
@@ -305,24 +369,43 @@ class DataSpec(_Section):
             )
         return self.modalities
 
-    def open(self) -> FeatureStore:
+    def open(self, fold: int | None = None) -> FeatureStore:
         """Open the data: the store at ``path``, or ``source`` prepared once into ``runs/``.
 
+        Args:
+            fold: the fold whose store to open. None with folds checks that every fold's store
+                is there and opens the first.
+
         Raises:
-            DataError: the store is missing files, named in one line with how to provide them.
+            DataError: a store is missing files, named in one line with how to provide them.
         """
         if self.source is not None:
             return resolve_store(self.source, self.options)
-        assert self.path is not None
+        folds = self.fold_ids() if fold is None else (fold,)
         files = (MANIFEST, *(f"{split}.arrow" for split in SPLITS))
-        missing = [f for f in files if not (self.path / f).is_file()]
+        lacking = {
+            f: [name for name in files if not (self._fold_path(f) / name).is_file()] for f in folds
+        }
+        missing = {f: names for f, names in lacking.items() if names}
         if missing:
-            raise DataError(
-                f"data.path {self.path} lacks {', '.join(missing)}: prepare the store there with "
-                f"`mmlearn data prepare SOURCE --out {self.path}` (mmlearn data prepare -h lists "
-                "the sources), or point data.path at a prepared store"
+            first, names = next(iter(missing.items()))
+            path = self._fold_path(first)
+            others = (
+                f" (the stores of folds {', '.join(map(str, missing))} are incomplete)"
+                if len(missing) > 1
+                else ""
             )
-        return open_store(self.path)
+            command = (
+                self.prepare.replace(FOLD, str(first))
+                if self.prepare
+                else f"mmlearn data prepare SOURCE INPUT --out {path}"
+            )
+            raise DataError(
+                f"data.path {path} lacks {', '.join(names)}{others}: prepare the store there "
+                f"with `{command}` (mmlearn data prepare -h lists the sources), or point "
+                "data.path at a prepared store"
+            )
+        return open_store(self._fold_path(folds[0]))
 
 
 class ConditionSpec(_Section):
@@ -608,8 +691,27 @@ class TrackingSpec(_Section):
 
     aim: Annotated[str, BeforeValidator(_expand_env), AfterValidator(_aim_repo)] | None = Field(
         "runs/aim",
-        description="Aim repository: a path (${VAR} expanded), aim://HOST:PORT, or null (off)",
+        description="Aim repository: a path (${VAR} expanded), aim://HOST:PORT, or null (off); "
+        f"${AIM_REPO_ENV}, when set, replaces a path or address given here",
     )
+
+    @property
+    def repo(self) -> str | None:
+        """The Aim repository trials go to: ``$MMLEARN_AIM_REPO`` if set, else ``aim``.
+
+        The variable moves tracking elsewhere (a cluster's ``aim://`` server); it does not turn
+        on tracking that the study file turned off with ``aim: null``.
+
+        Raises:
+            ConfigError: the variable holds a malformed ``aim://`` address.
+        """
+        override = os.environ.get(AIM_REPO_ENV)
+        if self.aim is None or not override:
+            return self.aim
+        try:
+            return _aim_repo(override)
+        except ValueError as e:
+            raise ConfigError(f"{AIM_REPO_ENV}: {e}") from e
 
 
 class WorstCaseSpec(_Section):
@@ -666,7 +768,8 @@ class Cell:
     """One cell of a study: what one Optuna study and one ASHA bracket cover.
 
     Attributes:
-        id: ``method@condition``, or ``method@worst_case``; also a folder name.
+        id: ``method@condition``, or ``method@worst_case``, with ``#fold<k>`` appended when the
+            data have folds; also a folder name.
         method: the registered method.
         condition: the training condition; None in worst-case mode, where rates are searched.
         mode: the training mask mode (``mmlearn.data.missing``).
@@ -675,6 +778,9 @@ class Cell:
         train: training settings, with the method's ``train.*`` values and the objective.
         space: searched key -> dimension; ``train.<setting>`` keys search training settings.
         trials: trials of this cell.
+        fold: the cross-validation fold; None when the data have no folds.
+        store: the absolute path of the feature store this cell trains on (``data.path``, its
+            fold filled in); None when the data are a source, prepared by the runner.
     """
 
     id: str
@@ -686,6 +792,8 @@ class Cell:
     train: TrainConfig
     space: Mapping[str, Dimension]
     trials: int
+    fold: int | None = None
+    store: str | None = None
 
     def configure(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], TrainConfig]:
         """The method hyperparameters and training settings of a trial that drew ``values``."""
@@ -925,29 +1033,38 @@ class StudySpec(_Section):
         return "min" if direction == "max" else "max"
 
     def cells(self) -> tuple[Cell, ...]:
-        """Every cell with its effective search space, methods first, in file order.
+        """Every cell with its effective search space: methods, then conditions, then folds.
 
         The space of a cell is the method's default space, overridden by the study's ``space``
         (fixed values there join ``fixed``), less the keys of ``fixed``. In worst-case mode the
         hyperparameters are the fixed ones and the space is empty: the rates are searched.
+        With ``data.folds`` every cell is repeated once per fold, on that fold's store.
         """
+        folds = self.data.fold_ids()
         if self.mode == "worst_case":
             assert self.worst_case is not None
             chosen = self.worst_case.methods or [m.name for m in self.methods]
             trials = self.worst_case.trials or self.search.trials_per_cell
             return tuple(
-                self._cell(m, None, self.worst_case.protocol, trials)
+                self._cell(m, None, self.worst_case.protocol, trials, fold)
                 for m in self.methods
                 if m.name in chosen
+                for fold in folds
             )
         return tuple(
-            self._cell(m, c, c.mode_for(m.name), self.search.trials_per_cell)
+            self._cell(m, c, c.mode_for(m.name), self.search.trials_per_cell, fold)
             for m in self.methods
             for c in self.conditions
+            for fold in folds
         )
 
     def _cell(
-        self, method: MethodSpec, condition: ConditionSpec | None, mode: str, trials: int
+        self,
+        method: MethodSpec,
+        condition: ConditionSpec | None,
+        mode: str,
+        trials: int,
+        fold: int | None,
     ) -> Cell:
         fixed = dict(method.fixed)
         space: dict[str, Dimension] = {}
@@ -966,8 +1083,10 @@ class StudySpec(_Section):
             **MethodSpec.train_settings(fixed),
             selection_metric=self.objective.metric,
         )
+        store = self.data.store_path(fold)
         return Cell(
-            id=f"{method.name}@{condition.name if condition else 'worst_case'}",
+            id=f"{method.name}@{condition.name if condition else 'worst_case'}"
+            + ("" if fold is None else f"#fold{fold}"),
             method=method.name,
             condition=condition,
             mode=mode,
@@ -976,6 +1095,8 @@ class StudySpec(_Section):
             train=train,
             space=space,
             trials=trials,
+            fold=fold,
+            store=None if store is None else str(store.resolve()),
         )
 
     def summary(self) -> str:
@@ -983,10 +1104,16 @@ class StudySpec(_Section):
         cells = self.cells()
         trials = sum(c.trials for c in cells)
         data = f"source {self.data.source}" if self.data.source else f"store {self.data.path}"
+        folds = self.data.folds or ()
+        per_fold = f" x {_count(folds, 'fold')}" if folds else ""
         if self.mode == "standard":
-            layout = f"{_count(self.methods, 'method')} x {_count(self.conditions, 'condition')}"
+            layout = (
+                f"{_count(self.methods, 'method')} x {_count(self.conditions, 'condition')}"
+                f"{per_fold}"
+            )
         else:
-            layout = f"{_count(cells, 'method')}, rates searched"
+            methods = {c.method for c in cells}
+            layout = f"{_count(methods, 'method')}{per_fold}, rates searched"
         asha = self.scheduler.type == "asha"
         scheduler = f"ASHA to {self.max_epochs} epochs" if asha else "no early stopping"
         r = self.resources

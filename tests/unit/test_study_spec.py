@@ -121,6 +121,23 @@ def test_data_path_expands_environment_variables(
     assert load_study(ROOT / "studies" / "mosei_imbalance.yaml").data.path == Path("data/mosei")
 
 
+def test_aim_repo_comes_from_the_file_or_mmlearn_aim_repo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MMLEARN_AIM_REPO", raising=False)
+    tracked = load_study(write(tmp_path, edited(lambda s: s.update(tracking={"aim": "x/aim"}))))
+    off = load_study(
+        write(tmp_path, edited(lambda s: s.update(tracking={"aim": None})), "off.yaml")
+    )
+    assert load_study(write(tmp_path, BASE, "default.yaml")).tracking.repo == "runs/aim"
+    assert (tracked.tracking.repo, off.tracking.repo) == ("x/aim", None)
+    monkeypatch.setenv("MMLEARN_AIM_REPO", "aim://head:53800")
+    assert (tracked.tracking.repo, off.tracking.repo) == ("aim://head:53800", None)
+    monkeypatch.setenv("MMLEARN_AIM_REPO", "aim://head")
+    with pytest.raises(ConfigError, match=r"^MMLEARN_AIM_REPO: .*aim://HOST:PORT, but got"):
+        _ = tracked.tracking.repo
+
+
 def test_worst_case_study_has_one_cell_per_method_and_minimises() -> None:
     spec = load_study(ROOT / "studies" / "worst_case_digits.yaml")
     assert spec.mode == "worst_case" and spec.search_mode == "min"
@@ -413,6 +430,113 @@ def test_spec_is_frozen() -> None:
     spec = StudySpec.model_validate(BASE)
     with pytest.raises(ValueError, match="frozen"):
         spec.name = "other"  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------------------------------------
+# Real-data studies and cross-validation folds
+
+
+def test_mosei_imbalance_uses_redcores_mosei_settings_and_names_the_prepare_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MMLEARN_DATA", str(tmp_path))
+    spec = load_study(ROOT / "studies" / "mosei_imbalance.yaml")
+    assert (spec.train.epochs, spec.train.batch_size, spec.train.lr) == (20, 256, 2e-4)
+    assert spec.train.lr_schedule == "linear" and spec.objective.metric == "uar"
+    redcore = next(c for c in spec.cells() if c.method == "redcore")
+    assert redcore.hyperparameters == {"hidden": 96, "ae_layers": [160, 80, 32],
+                                       "cls_layers": [96, 96]}  # fmt: skip
+    assert spec.data.task == "sentiment3" and spec.resources.workers == 1
+    with pytest.raises(DataError) as e:
+        spec.data.open()
+    assert str(e.value).startswith(f"data.path {tmp_path}/mosei lacks manifest.json")
+    assert (
+        "`mmlearn data prepare mmsa MOSEI/Processed/aligned_50.pkl --trust-pickle --out "
+        f"{tmp_path}/mosei`" in str(e.value)
+    )
+
+
+def test_iemocap_imbalance_runs_every_cell_on_each_of_ten_folds() -> None:
+    spec = load_study(ROOT / "studies" / "iemocap_imbalance.yaml")
+    cells = spec.cells()
+    assert len(cells) == 8 * 3 * 10 and spec.data.folds == tuple(range(1, 11))
+    assert [c.id for c in cells[:2]] == [
+        "redcore@audio50-vision50-text50#fold1",
+        "redcore@audio50-vision50-text50#fold2",
+    ]
+    assert {c.fold for c in cells} == set(range(1, 11))
+    assert cells[9].store == str((spec.data.path.parent / "fold10").resolve())
+    assert spec.train.epochs == 60 and spec.objective.metric == "macro_f1"
+    rates = {tuple(c.rates[m] for m in ("audio", "vision", "text")) for c in spec.conditions}
+    assert rates == {(0.5, 0.5, 0.5), (0.2, 0.5, 0.8), (0.5, 0.8, 0.2)}
+    assert "cells      240 = 8 methods x 3 conditions x 10 folds" in spec.summary()
+
+
+def fold_study(tmp_path: Path, folds: list[int], **data: Any) -> dict[str, Any]:
+    """A study over stores tmp_path/fold<k> (written for each of ``folds``)."""
+    for fold in folds:
+        write_store(sequence_data(seed=fold), tmp_path / f"fold{fold}", source="t", options={})
+    section = {"path": str(tmp_path / "fold{fold}"), "folds": folds, **data}
+    return edited(
+        lambda s: s.update(data=section, conditions=[{"name": "t50", "rates": {"text": 0.5}}])
+    )
+
+
+def test_folds_multiply_cells_and_each_cell_opens_its_own_store(tmp_path: Path) -> None:
+    spec = load_study(write(tmp_path, fold_study(tmp_path, [3, 1])))
+    assert [c.id for c in spec.cells()] == [
+        "redcore@t50#fold3", "redcore@t50#fold1",
+        "early_fusion@t50#fold3", "early_fusion@t50#fold1",
+    ]  # fmt: skip
+    assert spec.data.names == ("audio", "text", "pose")  # read from the first fold's manifest
+    cell = spec.cells()[1]
+    assert cell.fold == 1 and cell.store == str((tmp_path / "fold1").resolve())
+    assert spec.data.open().path == tmp_path / "fold3"
+    assert len(spec.data.open(1).split("train")) == 6
+    (tmp_path / "fold1" / "val.arrow").unlink()
+    with pytest.raises(DataError, match=r"data.path .*fold1 lacks val\.arrow: prepare the store"):
+        spec.data.open()
+    spec.data.open(3)
+
+
+def test_missing_fold_stores_are_named_with_the_prepare_command(tmp_path: Path) -> None:
+    study = fold_study(
+        tmp_path, [], modalities=["text", "audio"], prepare="prep --fold {fold} --out x{fold}"
+    )
+    study["data"]["folds"] = [2, 5]
+    spec = load_study(write(tmp_path, study))
+    with pytest.raises(DataError) as e:
+        spec.data.open()
+    assert str(e.value) == (
+        f"data.path {tmp_path}/fold2 lacks manifest.json, train.arrow, val.arrow, test.arrow "
+        "(the stores of folds 2, 5 are incomplete): prepare the store there with "
+        "`prep --fold 2 --out x2` (mmlearn data prepare -h lists the sources), or point "
+        "data.path at a prepared store"
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "text"),
+    [
+        ({"source": "mfeat", "folds": [1]}, "data.folds", "only applies to path; a source has"),
+        ({"source": "mfeat", "prepare": "x"}, "data.prepare", "only applies to path; a source is"),
+        ({"path": "/x/fold{fold}", "modalities": ["a", "b"]}, "data.path", "no folds are listed"),
+        ({"path": "/x/s", "folds": [1], "modalities": ["a", "b"]}, "data.path", "must hold {fold}"),
+        ({"path": "/x/{fold}", "folds": [1, 1], "modalities": ["a", "b"]}, "data.folds[1]",
+         "fold 1 is listed twice"),
+        ({"path": "/x/{fold}", "folds": [-1], "modalities": ["a", "b"]}, "data.folds[0]",
+         "must be >= 0"),
+        ({"path": "/x/{fold}", "folds": [], "modalities": ["a", "b"]}, "data.folds",
+         "must not be empty"),
+    ],
+    ids=["source", "source-prepare", "no-folds", "no-placeholder", "twice", "negative", "empty"],
+)  # fmt: skip
+def test_malformed_folds(tmp_path: Path, data: dict[str, Any], key: str, text: str) -> None:
+    study = edited(lambda s: s.update(data=data, conditions=[{"name": "c"}]))
+    lines = problems(write(tmp_path, study))
+    assert any(line.split(": ", 1)[1].startswith(f"{key}: ") and text in line for line in lines), (
+        lines
+    )
 
 
 # ---------------------------------------------------------------------------------------------
