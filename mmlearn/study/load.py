@@ -3,10 +3,14 @@
 Each line reads ``FILE: key.path[1].sub: what is wrong, the value, and the fix``. Problems are
 found in two phases (see ``mmlearn.study.spec``): every section's own problems at once, then,
 once the sections are well formed, those that span sections.
+
+On a cluster, ``MMLEARN_STORAGE`` in the environment replaces the storage folder of every study,
+so that its outputs land where every node sees them (``MMLEARN_AIM_REPO`` moves its Aim runs).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import types
 import typing
@@ -21,6 +25,9 @@ from pydantic_core import ErrorDetails
 from mmlearn.errors import ConfigError
 from mmlearn.study._errors import ERROR_TYPE, Loc, did_you_mean, unknown_key
 from mmlearn.study.spec import StudySpec
+
+STORAGE_ENV = "MMLEARN_STORAGE"
+"""When set (not empty), the ``storage`` of every study: a cluster's shared folder."""
 
 
 class _Loader(yaml.SafeLoader):
@@ -65,21 +72,44 @@ def load_study(path: str | Path) -> StudySpec:
         ConfigError: one line per problem, each starting with the file name.
     """
     path = Path(path)
+    raw = read_mapping(path, "study file", "of sections (name, data, methods, ...)")
+    try:
+        return StudySpec.model_validate(_storage_override(raw))
+    except ValidationError as e:
+        raise ConfigError("\n".join(f"{path}: {_describe(d)}" for d in e.errors())) from e
+
+
+def read_mapping(path: Path, kind: str, keys: str) -> dict[str, Any]:
+    """The mapping that the YAML file at ``path`` holds: a study or cluster file.
+
+    Args:
+        path: the file.
+        kind: what the file is, for messages (``study file``).
+        keys: what its keys are, for the message when it holds no mapping.
+
+    Raises:
+        ConfigError: the file cannot be read, is not YAML (a key given twice included), or holds
+            no mapping, in one line that names the file.
+    """
     try:
         raw = yaml.load(path.read_text(), Loader=_Loader)  # a SafeLoader: plain data only
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read the study file ({e.strerror})") from e
+        raise ConfigError(f"{path}: cannot read the {kind} ({e.strerror})") from e
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: {_yaml_problem(e)}") from e
     if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{path}: a study file is a mapping of sections (name, data, methods, ...), "
-            f"but got {_show(raw)}"
-        )
-    try:
-        return StudySpec.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError("\n".join(f"{path}: {_describe(d)}" for d in e.errors())) from e
+        raise ConfigError(f"{path}: a {kind} is a mapping {keys}, but got {_show(raw)}")
+    return raw
+
+
+def _storage_override(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with ``storage`` from ``$MMLEARN_STORAGE`` when that is set.
+
+    A cluster exports it on every node, so that every study writes where every node sees it,
+    whatever its file says.
+    """
+    storage = os.environ.get(STORAGE_ENV)
+    return {**raw, "storage": storage} if storage else raw
 
 
 def check_studies(paths: Sequence[str | Path]) -> str:
