@@ -1,6 +1,7 @@
 """The rows of ``results.parquet`` and the per-cell summary of the final runs.
 
-One row per (run, pattern): the study, cell, method, condition, phase (search | final), seed,
+One row per (run, pattern): the study, cell, method, condition, phase (search | worst_case |
+final), seed,
 every hyperparameter (``hp.<name>``), the condition's rates (``rate.<modality>``), validation
 and test metrics of the pattern (``val.<metric>``, ``test.<metric>``), epochs run, wall time
 and CPU/GPU-hours (workers x per-worker devices x wall time).
@@ -37,6 +38,7 @@ class RunRecord:
         val: validation metrics (``{"patterns": {name: {metric: value}}}``).
         test: test metrics in the same form; None for search trials.
         state: the Optuna state of a search trial; None for final runs.
+        rates: the training rates per modality; None takes the cell's condition's.
     """
 
     cell: Cell
@@ -49,6 +51,7 @@ class RunRecord:
     val: Mapping[str, Any]
     test: Mapping[str, Any] | None = None
     state: str | None = None
+    rates: Mapping[str, float] | None = None
 
 
 def _cell_value(value: Any) -> Any:
@@ -60,13 +63,16 @@ def rows(spec: StudySpec, record: RunRecord) -> list[dict[str, Any]]:
     """The rows of ``record``, one per pattern of its validation metrics."""
     cell, resources = record.cell, spec.resources
     hyperparameters = {**cell.hyperparameters, **record.values}
-    rates = cell.condition.rates if cell.condition is not None else {}
+    rates = record.rates
+    if rates is None:
+        rates = cell.condition.rates if cell.condition is not None else {}
     hours = record.seconds / 3600 * resources.workers
     base: dict[str, Any] = {
         "study": spec.name,
         "cell": cell.id,
         "method": cell.method,
         "condition": cell.condition.name if cell.condition is not None else None,
+        "fold": cell.fold,
         "phase": record.phase,
         "run": record.run,
         "seed": record.seed,
@@ -92,14 +98,6 @@ def write(path: Path, frame: pd.DataFrame) -> None:
     partial = path.with_suffix(".partial")
     frame.to_parquet(partial, index=False)
     partial.replace(path)
-
-
-def read_final(path: Path) -> pd.DataFrame:
-    """The final rows of an earlier run's results, or an empty frame."""
-    if not path.is_file():
-        return pd.DataFrame()
-    frame = pd.read_parquet(path)
-    return frame[frame["phase"] == "final"].reset_index(drop=True)
 
 
 def final_table(frame: pd.DataFrame, metric: str) -> str:

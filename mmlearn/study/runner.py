@@ -2,15 +2,20 @@
 
 ``run_study(path)`` is what ``mmlearn study run FILE`` calls. The search is one ``Tuner`` whose
 searcher keeps one Optuna study per cell (``STORAGE/NAME/optuna.journal``) and whose scheduler
-runs ASHA per cell. The final phase re-trains each cell's best COMPLETE configuration with
-``final.seeds`` seeds as Ray tasks and evaluates test once per seed. Everything lands in
-``STORAGE/NAME/results.parquet``. Rerunning the same command resumes both phases: the Tune
-experiment is restored (finished trials are not re-run) and finished final runs are skipped.
+runs ASHA per cell. The final phase is a second Tune experiment that re-trains each cell's
+best COMPLETE configuration with ``final.seeds`` seeds and evaluates test once per run (in
+worst-case mode the best is the worst: the rates that hurt the method most). A trial with
+``workers > 1`` drives a Ray Train ``TorchTrainer`` (see ``mmlearn.study.trial``). Everything
+lands in ``STORAGE/NAME/results.parquet``. Rerunning the same command resumes both phases: each
+Tune experiment is restored (finished trials are not re-run; interrupted ones continue from
+their last checkpoint).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -26,12 +31,22 @@ from ray import tune
 from ray.tune import ResultGrid
 
 from mmlearn.errors import ConfigError, MmlearnError
-from mmlearn.study import results
+from mmlearn.report import write_report
+from mmlearn.space import Dimension
+from mmlearn.study import results, worst_case
 from mmlearn.study.load import load_study
 from mmlearn.study.results import RunRecord
-from mmlearn.study.search import CellSearch, CellSearcher, journal_storage, scheduler_for
+from mmlearn.study.search import (
+    MAX_FAILED,
+    CellSearch,
+    CellSearcher,
+    FixedRuns,
+    journal_storage,
+    scheduler_for,
+)
 from mmlearn.study.spec import Cell, StudySpec
-from mmlearn.study.trial import TrialSetup, final_run, search_trial
+from mmlearn.study.trial import DRIVER_RESOURCE, TrialSetup, run_trial
+from mmlearn.tracking import tracking_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +54,9 @@ log = logging.getLogger(__name__)
 class SearchIncompleteError(MmlearnError):
     """The search stopped (interrupted, or trials kept failing) before every cell was done."""
 
+
+DRIVER_SLOTS = 1000
+"""Driver slots of a local Ray: trial drivers are cheap, ``max_concurrent_trials`` limits them."""
 
 Progress = Callable[[str], None]
 """Where progress lines go (the CLI prints them); must be picklable (Tune saves it)."""
@@ -54,7 +72,8 @@ class StudyOutcome:
         journal: the Optuna journal (one study per cell).
         experiment: the Tune experiment of the search.
         table: the per-cell table of final test scores.
-        cpus: (free, total) CPUs of the Ray cluster once the study had finished.
+        resources: resource -> (free, total) in the Ray cluster once the study had finished.
+        report: the report folder (``summary.md``, plots).
     """
 
     folder: Path
@@ -62,7 +81,8 @@ class StudyOutcome:
     journal: Path
     experiment: Path
     table: str
-    cpus: tuple[float, float]
+    resources: dict[str, tuple[float, float]]
+    report: Path
 
     def summary(self) -> str:
         """The final table and where the outputs are."""
@@ -72,6 +92,7 @@ class StudyOutcome:
                 f"results     {self.results}",
                 f"optuna      {self.journal}  (optuna-dashboard {self.journal})",
                 f"tune        {self.experiment}",
+                f"report      {self.report / 'summary.md'}",
             ]
         )
 
@@ -88,55 +109,61 @@ def run_study(path: str | Path, progress: Progress = _ignore) -> StudyOutcome:
         progress: called with one line per finished trial and final run.
 
     Returns:
-        Where the outputs are, the final table and the cluster's free CPUs at the end.
+        Where the outputs are, the final table and the cluster's free resources at the end.
 
     Raises:
-        ConfigError: an invalid study file, or a setting the runner does not support yet.
+        ConfigError: an invalid study file, or a cluster that cannot run its trials.
         DataError: the data are missing.
         SearchIncompleteError: the search stopped early (e.g. Ctrl-C); no final runs started.
     """
     spec = load_study(path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress lines say what matters
-    if spec.mode == "worst_case":
-        raise ConfigError(
-            f"{path}: mode: worst_case is not run yet (worst-case runs arrive later); "
-            "`mmlearn study check` validates the file"
-        )
-    if spec.resources.workers > 1:
-        raise ConfigError(
-            f"{path}: resources.workers: {spec.resources.workers} workers per trial are not yet "
-            "supported by the runner; use workers: 1"
-        )
     store = spec.data.open()
     folder = (spec.storage / spec.name).resolve()
     folder.mkdir(parents=True, exist_ok=True)
+    _keep_study_file(Path(path), folder)
     cells = spec.cells()
+    r = spec.resources
     setup = TrialSetup(
         cells={c.id: c for c in cells},
         store=str(Path(store.path).resolve()),
         task=spec.data.task,
         modalities=spec.data.names,
-        cpus=spec.resources.cpus_per_worker,
+        workers=r.workers,
+        cpus=r.cpus_per_worker,
+        gpus=r.gpus_per_worker,
         search_epochs=spec.max_epochs,
+        train_storage=str(folder / "train"),
+        worst_case=spec.worst_case if spec.mode == "worst_case" else None,
     )
     started = _start_ray()
     try:
+        _check_cluster(spec, path)
         grid = _search(spec, setup, folder, progress)
         _check_search_done(setup, folder / "optuna.journal")
         search_rows = _search_rows(spec, setup, grid, folder / "optuna.journal")
         final = _final(spec, setup, folder, search_rows, progress)
-        cpus = _cpus_at_rest()
+        at_rest = _resources_at_rest()
     finally:
         if started:
             ray.shutdown()
+    report = write_report(folder, progress, spec=spec)
     return StudyOutcome(
         folder=folder,
         results=folder / "results.parquet",
         journal=folder / "optuna.journal",
         experiment=folder / "search",
         table=results.final_table(final, spec.objective.metric),
-        cpus=cpus,
+        resources=at_rest,
+        report=report,
     )
+
+
+def _keep_study_file(path: Path, folder: Path) -> None:
+    """Copy the study file to ``folder/study.yaml`` (what ``mmlearn report`` reads)."""
+    partial = folder / "study.yaml.partial"
+    partial.write_text(path.read_text())
+    partial.replace(folder / "study.yaml")
 
 
 def _start_ray() -> bool:
@@ -150,6 +177,7 @@ def _start_ray() -> bool:
     else:  # the dashboard is what lets Train V2 clean up its placement groups
         ray.init(
             num_cpus=os.cpu_count(),
+            resources={DRIVER_RESOURCE: DRIVER_SLOTS},
             include_dashboard=True,
             dashboard_host="127.0.0.1",
             **quiet,
@@ -157,15 +185,49 @@ def _start_ray() -> bool:
     return True
 
 
-def _cpus_at_rest(wait_s: float = 15.0) -> tuple[float, float]:
-    """(free, total) CPUs once the cluster has released what the study took (or ``wait_s``)."""
+def _check_cluster(spec: StudySpec, path: str | Path) -> None:
+    """Raise if the cluster cannot place one trial of the study.
+
+    Raises:
+        ConfigError: naming what is missing (driver slots, CPUs or GPUs per trial).
+    """
+    total = ray.cluster_resources()
+    r = spec.resources
+    if r.workers > 1 and total.get(DRIVER_RESOURCE, 0) < 1:
+        raise ConfigError(
+            f"{path}: resources.workers: {r.workers} needs a node that hosts trial drivers, but "
+            f"the Ray cluster has no {DRIVER_RESOURCE!r} resource; start its head with "
+            f"`ray start --head --resources '{{\"{DRIVER_RESOURCE}\": {DRIVER_SLOTS}}}'` (the "
+            "cluster files in cluster/ do this)"
+        )
+    for kind, per_worker in (("CPU", r.cpus_per_worker), ("GPU", r.gpus_per_worker)):
+        need = per_worker * r.workers
+        if need > total.get(kind, 0.0):
+            raise ConfigError(
+                f"{path}: resources: one trial needs {need:g} {kind} ({r.workers} worker(s)), but "
+                f"the Ray cluster has {total.get(kind, 0.0):g}; lower resources or add nodes"
+            )
+
+
+def _resources_at_rest(wait_s: float = 15.0) -> dict[str, tuple[float, float]]:
+    """(free, total) of every cluster resource once the study's trials released theirs.
+
+    Waits up to ``wait_s`` for Ray to return what finished, failed or stopped trials held
+    (Train placement groups are removed a moment after their trial ends).
+    """
     deadline = time.monotonic() + wait_s
     while True:
-        free = ray.available_resources().get("CPU", 0.0)
-        total = ray.cluster_resources().get("CPU", 0.0)
-        if free >= total or time.monotonic() > deadline:
-            return free, total
+        total = {k: v for k, v in ray.cluster_resources().items() if not _per_node(k)}
+        free = ray.available_resources()
+        held = {k: (free.get(k, 0.0), v) for k, v in total.items()}
+        if all(f >= t for f, t in held.values()) or time.monotonic() > deadline:
+            return held
         time.sleep(0.5)
+
+
+def _per_node(resource: str) -> bool:
+    """Ray's bookkeeping resources (node ids, object store): not what trials hold."""
+    return resource.startswith("node:") or resource in ("object_store_memory", "memory")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,13 +274,47 @@ def _trials(storage: optuna.storages.BaseStorage, cell: str) -> list[optuna.tria
         return []
 
 
+def _trainable(setup: TrialSetup) -> Any:
+    """``run_trial`` with the study's setup, asking for what one trial holds.
+
+    An in-process trial holds its worker's CPUs and GPUs; a Train driver holds one driver slot
+    only, and its ``TorchTrainer`` asks Ray for the workers' own resources.
+    """
+    fn = tune.with_parameters(run_trial, setup=setup)
+    if setup.workers == 1:
+        return tune.with_resources(fn, {"cpu": setup.cpus, "gpu": setup.gpus})
+    return tune.with_resources(fn, {"cpu": 0, DRIVER_RESOURCE: 1})
+
+
+def _reuse_actors(setup: TrialSetup) -> bool:
+    """Reuse in-process trials' actors (they keep torch and DeepSpeed imported); a Train
+    driver does no work itself, and Tune cannot reset one for the next trial."""
+    return setup.workers == 1
+
+
+def _run_config(name: str, folder: Path, callbacks: list[tune.Callback]) -> tune.RunConfig:
+    """Where an experiment of the study lives; a trial that crashes is retried once."""
+    return tune.RunConfig(
+        name=name,
+        storage_path=str(folder),
+        verbose=0,
+        failure_config=tune.FailureConfig(max_failures=1),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=callbacks,
+    )
+
+
+def _searched_space(spec: StudySpec, cell: Cell) -> Mapping[str, Dimension]:
+    """The keys a cell's Optuna study searches: the method's space, or the rates."""
+    if spec.mode == "worst_case":
+        assert spec.worst_case is not None
+        return worst_case.rate_space(spec.worst_case, spec.data.names)
+    return cell.space
+
+
 def _search(spec: StudySpec, setup: TrialSetup, folder: Path, progress: Progress) -> ResultGrid:
     """Run (or resume) the study's one Tuner over every cell."""
-    r = spec.resources
-    trainable = tune.with_resources(
-        tune.with_parameters(search_trial, setup=setup),
-        {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker},
-    )
+    trainable = _trainable(setup)
     experiment = folder / "search"
     # A trial checkpoints every epoch, which forces a snapshot each time; that is intended.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -230,7 +326,7 @@ def _search(spec: StudySpec, setup: TrialSetup, folder: Path, progress: Progress
     journal = folder / "optuna.journal"
     mode = spec.search_mode
     searcher = CellSearcher(
-        [CellSearch(c.id, c.space, c.trials) for c in cells],
+        [CellSearch(c.id, _searched_space(spec, c), c.trials, c.train.seed) for c in cells],
         journal,
         mode,
         spec.max_epochs,
@@ -248,15 +344,16 @@ def _search(spec: StudySpec, setup: TrialSetup, folder: Path, progress: Progress
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=-1,
-            max_concurrent_trials=r.max_concurrent_trials,
-            reuse_actors=True,  # a trial's process keeps torch and DeepSpeed imported
+            max_concurrent_trials=spec.resources.max_concurrent_trials,
+            reuse_actors=_reuse_actors(setup),
         ),
-        run_config=tune.RunConfig(
-            name="search",
-            storage_path=str(folder),
-            verbose=0,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[_SearchProgress(journal, {c.id: c.trials for c in cells}, mode, progress)],
+        run_config=_run_config(
+            "search",
+            folder,
+            [
+                _SearchProgress(journal, {c.id: c.trials for c in cells}, mode, progress),
+                *tracking_callbacks(spec, progress),
+            ],
         ),
     )
     return tuner.fit()
@@ -270,11 +367,19 @@ def _check_search_done(setup: TrialSetup, journal: Path) -> None:
     """
     storage = journal_storage(journal)
     done = (TrialState.COMPLETE, TrialState.PRUNED)
-    short = [
-        f"{cell.id} {n}/{cell.trials}"
-        for cell in setup.cells.values()
-        if (n := sum(t.state in done for t in _trials(storage, cell.id))) < cell.trials
-    ]
+    short, failing = [], []
+    for cell in setup.cells.values():
+        found = _trials(storage, cell.id)
+        n = sum(t.state in done for t in found)
+        if n < cell.trials:
+            short.append(f"{cell.id} {n}/{cell.trials}")
+        if sum(t.state == TrialState.FAIL for t in found) >= MAX_FAILED:
+            failing.append(cell.id)
+    if failing:
+        raise SearchIncompleteError(
+            f"{MAX_FAILED} trials of {', '.join(failing)} failed, so the search stopped; read "
+            f"their error.txt in {journal.parent / 'search'}, fix the cause and rerun"
+        )
     if short:
         raise SearchIncompleteError(
             f"the search stopped before every cell had its trials ({', '.join(short)}); rerun "
@@ -285,30 +390,44 @@ def _check_search_done(setup: TrialSetup, journal: Path) -> None:
 def _search_rows(
     spec: StudySpec, setup: TrialSetup, grid: ResultGrid, journal: Path
 ) -> list[dict[str, Any]]:
-    """Rows of every search trial that reported, from its last validation metrics."""
+    """Rows of every search trial that reported, from its last validation metrics.
+
+    In worst-case mode the rows are phase ``worst_case`` and carry the rates the trial drew.
+    """
     storage = journal_storage(journal)
     states = {
         cell: {t.number: t.state.name for t in _trials(storage, cell)} for cell in setup.cells
     }
+    phase = "worst_case" if spec.mode == "worst_case" else "search"
     out: list[dict[str, Any]] = []
     for result in grid:
-        metrics = result.metrics or {}
-        if "val" not in metrics:
+        if "val" not in (result.metrics or {}):
             continue
-        cell = setup.cells[result.config["cell"]]
-        record = RunRecord(
-            cell=cell,
-            phase="search",
-            run=str(metrics["trial_id"]),
-            seed=cell.train.seed,
-            values=result.config["values"],
-            epochs=int(metrics["epoch"]),
-            seconds=float(metrics["time_total_s"]),
-            val=metrics["val"],
-            state=states[cell.id].get(result.config["number"]),
+        record = _record(setup, result, phase)
+        record = dataclasses.replace(
+            record, state=states[record.cell.id].get(result.config["number"])
         )
         out += results.rows(spec, record)
     return out
+
+
+def _record(setup: TrialSetup, result: Any, phase: str) -> RunRecord:
+    """The run record of a trial's last result (a final run's holds its test metrics)."""
+    metrics, config = result.metrics, result.config
+    cell = setup.cells[config["cell"]]
+    final = phase == "final"
+    return RunRecord(
+        cell=cell,
+        phase=phase,
+        run=str(metrics["trial_id"]),
+        seed=int(config["seed"]),
+        values=worst_case.without_rates(config["values"]),
+        epochs=int(metrics["epoch"]),
+        seconds=float(metrics["time_total_s"]),
+        val=metrics["best_val"] if final else metrics["val"],
+        test=metrics["test"] if final else None,
+        rates=setup.rates(cell, config["values"]),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,6 +448,28 @@ def _best_values(journal: Path, cells: Mapping[str, Cell]) -> dict[str, dict[str
     return best
 
 
+class _FinalProgress(tune.Callback):
+    """One line per finished final run: runs done and the run's test score."""
+
+    def __init__(self, total: int, metric: str, progress: Progress) -> None:
+        self.total = total
+        self.metric = metric
+        self.progress = progress
+        self.done = 0
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:  # noqa: D102
+        self.done += 1
+        result = trial.last_result or {}
+        score = result.get("test", {}).get("mean", {}).get(self.metric, math.nan)
+        self.progress(
+            f"final {self.done}/{self.total} runs | {trial.config['cell']} seed "
+            f"{trial.config['seed']}: test {self.metric} {score:.4f}"
+        )
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:  # noqa: D102
+        self.progress(f"final run {trial.trial_id} failed; see {trial.local_path}")
+
+
 def _final(
     spec: StudySpec,
     setup: TrialSetup,
@@ -336,50 +477,55 @@ def _final(
     search_rows: list[dict[str, Any]],
     progress: Progress,
 ) -> pd.DataFrame:
-    """Run the final seeds not yet in the results; returns every final row."""
+    """Run (or resume) the final Tune experiment; returns its rows (every row is written)."""
     path = folder / "results.parquet"
-    final = results.read_final(path)
-    done = set(zip(final["cell"], final["seed"], strict=True)) if not final.empty else set()
-    best = _best_values(folder / "optuna.journal", setup.cells)
-    pending = [
-        (cell, seed)
-        for cell in best
-        for seed in range(spec.final.seeds)
-        if (cell, seed) not in done
-    ]
     search = pd.DataFrame(search_rows)
-    results.write(path, pd.concat([search, final], ignore_index=True))
-    if not pending:
-        return final
-    r = spec.resources
-    task = ray.remote(num_cpus=r.cpus_per_worker, num_gpus=r.gpus_per_worker, max_retries=0)(
-        final_run
-    )
-    shared = ray.put(setup)
-    queue, running = list(pending), []
-    total = len(best) * spec.final.seeds
-    while queue or running:
-        while queue and len(running) < r.max_concurrent_trials:
-            cell, seed = queue.pop(0)
-            running.append(task.remote(shared, cell, best[cell], seed))
-        ready, running = ray.wait(running, num_returns=1)
-        out = ray.get(ready[0])
-        record = RunRecord(
-            cell=setup.cells[out["cell"]],
-            phase="final",
-            run=f"final-{out['seed']}",
-            seed=out["seed"],
-            values=best[out["cell"]],
-            epochs=out["epochs"],
-            seconds=out["seconds"],
-            val=out["val"],
-            test=out["test"],
+    results.write(path, search)
+    best = _best_values(folder / "optuna.journal", setup.cells)
+    runs = [
+        {"phase": "final", "cell": cell, "values": values, "seed": seed}
+        for cell, values in best.items()
+        for seed in range(spec.final.seeds)
+    ]
+    if not runs:
+        return pd.DataFrame()
+    trainable = _trainable(setup)
+    experiment = folder / "final"
+    if tune.Tuner.can_restore(str(experiment)):
+        log.info("resuming the final runs in %s", experiment)
+        grid = tune.Tuner.restore(str(experiment), trainable, resume_errored=True).fit()
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={},
+            tune_config=tune.TuneConfig(
+                search_alg=FixedRuns(runs),
+                num_samples=len(runs),
+                max_concurrent_trials=spec.resources.max_concurrent_trials,
+                reuse_actors=_reuse_actors(setup),
+            ),
+            run_config=_run_config(
+                "final",
+                folder,
+                [
+                    _FinalProgress(len(runs), spec.objective.metric, progress),
+                    *tracking_callbacks(spec, progress),
+                ],
+            ),
         )
-        final = pd.concat([final, pd.DataFrame(results.rows(spec, record))], ignore_index=True)
-        results.write(path, pd.concat([search, final], ignore_index=True))
-        score = out["test"]["mean"][spec.objective.metric]
-        progress(
-            f"final {len(final) // len(record.val['patterns'])}/{total} runs | {out['cell']} "
-            f"seed {out['seed']}: test {spec.objective.metric} {score:.4f}"
+        grid = tuner.fit()
+    rows: list[dict[str, Any]] = []
+    for result in grid:
+        if "test" not in (result.metrics or {}):
+            continue
+        record = _record(setup, result, "final")
+        rows += results.rows(spec, record)
+    final = pd.DataFrame(rows)
+    results.write(path, pd.concat([search, final], ignore_index=True))
+    missing = len(runs) - len({r["run"] for r in rows})
+    if missing:
+        raise SearchIncompleteError(
+            f"{missing} of {len(runs)} final runs did not finish (see {experiment}); rerun the "
+            "same command to resume them"
         )
     return final

@@ -36,6 +36,10 @@ patterns on validation."""
 EPOCH = "training_iteration"
 """Tune's count of reports; a trial reports once per epoch."""
 
+MAX_FAILED = 3
+"""Failed trials after which a cell gets no more trials (a crash that repeats is not retried
+forever); the study then stops with an error that names the cell."""
+
 
 @dataclass(frozen=True)
 class CellSearch:
@@ -45,11 +49,13 @@ class CellSearch:
         id: the cell id, also the Optuna study name.
         space: searched key -> dimension.
         trials: the cell's trial budget.
+        seed: the training seed of its trials.
     """
 
     id: str
     space: Mapping[str, Dimension]
     trials: int
+    seed: int = 0
 
 
 def journal_storage(path: Path) -> JournalStorage:
@@ -87,7 +93,9 @@ class CellSearcher(Searcher):
     """Tune searcher with one Optuna study per cell and a trial budget per cell.
 
     The next trial goes to the cell with the fewest trials so far (trials that failed do not
-    count, so they are replaced). Trial configs are ``{"cell": id, "values": {key: value}}``.
+    count, so they are replaced, up to ``MAX_FAILED`` failures per cell). Trial configs are
+    ``{"phase": "search", "cell": id, "values": {key: value}, "seed": s, "number": n}``
+    (``n``: the Optuna trial number).
 
     Args:
         cells: the cells, in study order.
@@ -159,10 +167,21 @@ class CellSearcher(Searcher):
             for cell_id, study in self.studies.items()
         }
 
+    def failures(self) -> dict[str, int]:
+        """Failed trials per cell."""
+        return {
+            cell_id: sum(t.state == TrialState.FAIL for t in study.get_trials(deepcopy=False))
+            for cell_id, study in self.studies.items()
+        }
+
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         """The next trial's config, None to wait for running trials, or FINISHED."""
-        counts = self.counts()
-        open_cells = [c for c in self.cells.values() if counts[c.id] < c.trials]
+        counts, failures = self.counts(), self.failures()
+        open_cells = [
+            c
+            for c in self.cells.values()
+            if counts[c.id] < c.trials and failures[c.id] < MAX_FAILED
+        ]
         if not open_cells:
             return Searcher.FINISHED if not self.live else None
         cell = min(open_cells, key=lambda c: counts[c.id])
@@ -170,7 +189,13 @@ class CellSearcher(Searcher):
         trial = study.ask()
         values = {key: dim.suggest(trial, key) for key, dim in cell.space.items()}
         self.live[trial_id] = (cell.id, trial._trial_id, 0)
-        return {"cell": cell.id, "values": values, "number": trial.number}
+        return {
+            "phase": "search",
+            "cell": cell.id,
+            "values": values,
+            "seed": cell.seed,
+            "number": trial.number,
+        }
 
     def _trial(self, trial_id: str) -> optuna.Trial | None:
         """The live Optuna trial of a Tune trial, or None when Optuna has finished it.
@@ -234,6 +259,42 @@ class CellSearcher(Searcher):
         with open(checkpoint_path, "rb") as f:
             self.live = pickle.load(f)
         self._studies = None
+
+
+class FixedRuns(Searcher):
+    """Tune searcher that hands out a given list of trial configs, each once, in order.
+
+    The final phase's runs (each cell's best configuration x seeds) are known in advance; this
+    searcher lets them run as one Tune experiment, so that they are resumed, retried and
+    tracked like search trials.
+    """
+
+    def __init__(self, configs: Sequence[Mapping[str, Any]]) -> None:
+        super().__init__(metric=METRIC, mode="max")
+        self.configs = [dict(c) for c in configs]
+        self.handed_out = 0
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        """The next config, or FINISHED when every config has been handed out."""
+        if self.handed_out == len(self.configs):
+            return Searcher.FINISHED
+        self.handed_out += 1
+        return self.configs[self.handed_out - 1]
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        """Nothing to learn from a finished run."""
+
+    def save(self, checkpoint_path: str) -> None:
+        """Save how many configs were handed out."""
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.handed_out, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Restore how many configs were handed out."""
+        with open(checkpoint_path, "rb") as f:
+            self.handed_out = pickle.load(f)
 
 
 class CellScheduler(FIFOScheduler):

@@ -1,33 +1,45 @@
-"""What runs in a Ray worker: one search trial (a Tune function) and one final run (a task).
+"""What a Tune trial runs: one search trial or one final run of a cell, on 1 or N workers.
 
-A search trial trains one configuration of one cell in-process, reports every epoch to Tune
-with a checkpoint, and resumes from Tune's checkpoint when the trial is restored. A final run
-re-trains a cell's best configuration with one seed for the full epochs, restores the epoch
-selected on validation and evaluates validation and test once.
+``run_trial`` is the Tune function trainable of both phases. With ``workers: 1`` it trains
+in-process and reports to Tune itself. With more it is a Ray Train driver: it builds a
+``TorchTrainer`` (Train V2) whose workers run the same training loop under a gloo or nccl
+process group and report through ``TuneReportCallback`` (rank 0's metrics reach Tune).
+
+Every epoch reports the metrics of ``epoch_metrics`` with a checkpoint. A restored trial
+resumes from its last checkpoint: Tune's for in-process trials; for Train trials the Train run
+is named after the Tune trial, and Train V2 restores a run whose name and storage repeat. A
+final run re-trains a configuration with one seed, restores the epoch selected on validation
+and reports once more with the test metrics (``test``) of that epoch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import ray
+import ray.train
+import ray.train.torch
 import torch
+import torch.distributed as dist
 from ray import tune
 
-from mmlearn.data.missing import MissingProtocol
-from mmlearn.data.spec import DatasetSpec
-from mmlearn.data.store import FeatureStore, open_store
-from mmlearn.models.base import MissingModalityModel
+from mmlearn.data.store import open_store
 from mmlearn.models.registry import build
-from mmlearn.study.spec import Cell
-from mmlearn.train.config import TrainConfig
+from mmlearn.study import worst_case
+from mmlearn.study.spec import Cell, WorstCaseSpec
+from mmlearn.train.distributed import current_world
 from mmlearn.train.engine import fit
 from mmlearn.train.evaluation import evaluate
+
+DRIVER_RESOURCE = "mmlearn_driver"
+"""Custom resource a Train driver trial takes one unit of: drivers use no CPU, so they must not
+hold one, but Ray needs a resource to place them; nodes that may host drivers declare it."""
 
 
 @dataclass(frozen=True)
@@ -36,28 +48,39 @@ class TrialSetup:
 
     Attributes:
         cells: cell id -> cell.
-        store: the absolute path of the prepared feature store.
+        store: the absolute path of the prepared feature store (cells with a fold have their
+            own: ``Cell.store``).
         task: the target to train on; None uses the store's default.
         modalities: the study's modalities, in order.
+        workers: training processes per trial.
         cpus: CPUs of one worker (its torch threads).
+        gpus: GPUs of one worker.
         search_epochs: the epochs a search trial may reach (ASHA's max_t).
+        train_storage: where Train runs keep their checkpoints (shared by every node).
+        worst_case: the rate search of a worst-case study; None in standard mode.
     """
 
     cells: Mapping[str, Cell]
     store: str
     task: str | None
     modalities: tuple[str, ...]
+    workers: int
     cpus: float
+    gpus: float
     search_epochs: int
+    train_storage: str
+    worst_case: WorstCaseSpec | None = None
 
+    def rates(self, cell: Cell, values: Mapping[str, Any]) -> dict[str, float]:
+        """The training rates of a run: the condition's, or those drawn in worst-case mode."""
+        if cell.condition is not None:
+            return dict(cell.condition.rates)
+        assert self.worst_case is not None
+        return worst_case.rates_of(values, self.worst_case, self.modalities)
 
-@dataclass
-class _Prepared:
-    store: FeatureStore
-    spec: DatasetSpec
-    model: MissingModalityModel
-    protocol: MissingProtocol
-    config: TrainConfig
+    def weighs_patterns(self) -> bool:
+        """True when the score weights patterns by their probability under the rates."""
+        return self.worst_case is not None and self.worst_case.applies_to == "train_and_test"
 
 
 def limit_threads(cpus: float) -> None:
@@ -67,82 +90,137 @@ def limit_threads(cpus: float) -> None:
     torch.set_num_threads(threads)
 
 
-def _prepare(
-    setup: TrialSetup, cell: Cell, values: Mapping[str, Any], epochs: int, seed: int
-) -> _Prepared:
-    """Store, model, masks and training settings of one run of ``cell`` with ``values``."""
-    limit_threads(setup.cpus)
-    hyperparameters, config = cell.configure(values)
-    config = dataclasses.replace(config, epochs=epochs, seed=seed)
-    store = open_store(setup.store)
-    spec = store.spec(setup.task, setup.modalities)
-    protocol = cell.missing_protocol(seed)
-    protocol.check_feasible(len(store.split("train")))
-    torch.manual_seed(seed)
-    model = build(cell.method, hyperparameters, spec)
-    return _Prepared(store, spec, model, protocol, config)
-
-
 def epoch_metrics(report: Mapping[str, Any]) -> dict[str, Any]:
     """What a trial reports to Tune of one epoch report of ``fit``."""
     return {
-        "score": report["score"],
         "epoch": report["epoch"],
+        "epochs": report["epochs"],
+        "stage": report["stage"],
+        "score": report["score"],
         "best_score": report["best_score"],
         "best_epoch": report["best_epoch"],
         "loss": report["train"]["loss"],
+        "train": dict(report["train"]),
+        "lr": dict(report["lr"]),
+        "internals": dict(report["internals"]),
         "train_seconds": report["train_seconds"],
         "seconds": report["seconds"],
         "val": {"mean": report["val"]["mean"], "patterns": report["val"]["patterns"]},
     }
 
 
-def search_trial(config: dict[str, Any], setup: TrialSetup) -> None:
-    """Tune function trainable: one configuration of one cell, reported every epoch.
+def worker_nodes() -> list[str]:
+    """The Ray node id of every rank of this run, in rank order (every rank must call this)."""
+    node = ray.get_runtime_context().get_node_id()
+    world = current_world()
+    if world.world_size == 1:
+        return [node]
+    nodes: list[Any] = [None] * world.world_size
+    dist.all_gather_object(nodes, node)
+    return nodes
+
+
+def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
+    """Tune function trainable: one run of one cell (a search trial or a final run).
 
     Args:
-        config: ``{"cell": id, "values": {key: value}, "number": Optuna trial number}``.
+        config: ``{"phase": "search" | "final", "cell": id, "values": {key: value},
+            "seed": int}`` and, for search trials, ``"number"`` (the Optuna trial number).
         setup: what the study's trials share.
     """
+    if setup.workers == 1:
+        train_loop(config, setup, tune)
+        return
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    trial_id = tune.get_context().get_trial_id()
+    trainer = ray.train.torch.TorchTrainer(
+        functools.partial(_train_worker, setup=setup),
+        train_loop_config=config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=setup.workers,
+            use_gpu=setup.gpus > 0,
+            resources_per_worker={"CPU": setup.cpus, "GPU": setup.gpus},
+        ),
+        run_config=ray.train.RunConfig(
+            name=f"{config['phase']}-{trial_id}",
+            storage_path=setup.train_storage,
+            callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=1),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    trainer.fit()
+
+
+def _train_worker(config: dict[str, Any], setup: TrialSetup) -> None:
+    """One Ray Train worker of a multi-worker trial."""
+    train_loop(config, setup, ray.train)
+
+
+def train_loop(config: Mapping[str, Any], setup: TrialSetup, session: Any) -> None:
+    """Train one run, reporting every epoch (and a final run's test metrics) to ``session``.
+
+    Args:
+        config: the trial's config (see ``run_trial``).
+        setup: what the study's trials share.
+        session: ``ray.tune`` in-process, ``ray.train`` on a Train worker: the module whose
+            ``report`` and ``get_checkpoint`` this run uses.
+    """
+    limit_threads(setup.cpus)
     cell = setup.cells[config["cell"]]
-    run = _prepare(setup, cell, config["values"], setup.search_epochs, cell.train.seed)
+    final = config["phase"] == "final"
+    values = worst_case.without_rates(config["values"])
+    hyperparameters, train = cell.configure(values)
+    epochs = cell.train.epochs if final else setup.search_epochs
+    train = dataclasses.replace(train, epochs=epochs, seed=config["seed"])
+    rates = setup.rates(cell, config["values"])
+    store = open_store(cell.store or setup.store)  # a fold's own store, else the study's
+    spec = store.spec(setup.task, setup.modalities)
+    protocol = cell.missing_protocol(config["seed"], rates)
+    protocol.check_feasible(len(store.split("train")))
+    torch.manual_seed(config["seed"])  # the same initial weights on every rank
+    model = build(cell.method, hyperparameters, spec)
+    metric = train.selection_metric
+    nodes = worker_nodes()
+
+    def score(evaluation: Mapping[str, Any]) -> float:
+        if setup.weighs_patterns():
+            return worst_case.weighted_score(evaluation["patterns"], metric, rates)
+        return float(evaluation["mean"][metric])
 
     def on_epoch(report: dict[str, Any]) -> None:
-        checkpoint = tune.Checkpoint.from_directory(report["checkpoint"])
-        tune.report(epoch_metrics(report), checkpoint=checkpoint)
+        metrics = {"phase": config["phase"], "cell": cell.id, "nodes": nodes}
+        metrics |= epoch_metrics(report)
+        metrics["score"] = score(report["val"])
+        checkpoint = ray.train.Checkpoint.from_directory(report["checkpoint"])
+        session.report(metrics, checkpoint=checkpoint)
 
     with tempfile.TemporaryDirectory(prefix="mmlearn-trial-") as scratch:
-        restored = tune.get_checkpoint()
+        restored = session.get_checkpoint()
         if restored is None:
-            fit(run.model, run.store, run.protocol, run.config, on_epoch=on_epoch,
-                checkpoint_dir=scratch)  # fmt: skip
-            return
-        with restored.as_directory() as resume_from:
-            fit(run.model, run.store, run.protocol, run.config, on_epoch=on_epoch,
-                checkpoint_dir=scratch, resume_from=resume_from)  # fmt: skip
-
-
-def final_run(
-    setup: TrialSetup, cell_id: str, values: Mapping[str, Any], seed: int
-) -> dict[str, Any]:
-    """Re-train ``values`` of a cell with ``seed`` for the full epochs; test once.
-
-    Returns:
-        ``cell``, ``seed``, ``epochs`` (run), ``best_epoch``, ``val`` and ``test`` (see
-        ``mmlearn.train.evaluate``) and ``seconds`` (wall time).
-    """
-    started = time.perf_counter()
-    cell = setup.cells[cell_id]
-    run = _prepare(setup, cell, values, cell.train.epochs, seed)
-    result = fit(run.model, run.store, run.protocol, run.config)
-    run.model.load_state_dict(result.best_state)
-    batch = run.config.batch_size
-    return {
-        "cell": cell_id,
-        "seed": seed,
-        "epochs": len(result.history),
-        "best_epoch": result.best_epoch,
-        "val": evaluate(run.model, run.store.split("val"), run.spec, batch),
-        "test": evaluate(run.model, run.store.split("test"), run.spec, batch),
-        "seconds": time.perf_counter() - started,
-    }
+            result = fit(model, store, protocol, train, on_epoch=on_epoch, checkpoint_dir=scratch)
+        else:
+            with restored.as_directory() as resume_from:
+                result = fit(model, store, protocol, train, on_epoch=on_epoch,
+                             checkpoint_dir=scratch, resume_from=resume_from)  # fmt: skip
+    if not final:
+        return
+    model.load_state_dict(result.best_state)
+    batch = train.batch_size
+    val = evaluate(model, store.split("val"), spec, batch)
+    test = evaluate(model, store.split("test"), spec, batch)
+    last = result.history[-1]
+    session.report(
+        {
+            "phase": "final",
+            "cell": cell.id,
+            "nodes": nodes,
+            **epoch_metrics(last),
+            "score": score(last["val"]),
+            "best_val": {"mean": val["mean"], "patterns": val["patterns"]},
+            "test": {"mean": test["mean"], "patterns": test["patterns"]},
+            "test_score": score(test),
+            "rates": rates,
+        }
+    )

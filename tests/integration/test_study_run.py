@@ -1,109 +1,96 @@
-"""`mmlearn study run`: a tiny study on real local Ray, a real Optuna journal, DeepSpeed on CPU.
+"""`mmlearn study run` on a real local Ray, a real Optuna journal and DeepSpeed on CPU.
 
-SLOW (about 3 minutes on 2 cores): the module runs one study of 2 cells x 3 trials (ASHA to 3
-epochs) and 2 final seeds per cell, then reruns it, which must resume without training again.
+SLOW: the shared study (``finished_study``: 2 cells x 3 trials of 2-worker Ray Train trials with
+ASHA, then 2 final seeds per cell, then a rerun) takes about 4 minutes on 2 cores; the driver
+kill test and the worst-case study about a minute each.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-import optuna
 import pandas as pd
 import pytest
-import yaml
 from optuna.trial import TrialState
 
-from mmlearn.errors import ConfigError
-from mmlearn.study.runner import StudyOutcome, run_study
-from mmlearn.study.search import journal_storage
-
-PATTERNS = {"fac", "fou", "mor", "fac+fou", "fac+mor", "fou+mor", "fac+fou+mor"}
-CELLS = ("early_fusion@c1", "late_fusion@c1")
-MAX_EPOCHS = 3
-
-
-def study_file(folder: Path, store: Path, **overrides: object) -> Path:
-    """A tiny study over the mfeat store: 2 methods x 1 condition, tiny networks."""
-    tiny = {"hidden": 16, "cls_layers": [16]}
-    lr = {"train.lr": {"loguniform": [1e-4, 1e-2]}}
-    asha = {"type": "asha", "max_epochs": MAX_EPOCHS, "grace_period": 1, "reduction_factor": 2}
-    study = {
-        "name": "tiny",
-        "data": {"path": str(store)},
-        "train": {"epochs": MAX_EPOCHS, "batch_size": 128, "lr": 1e-3},
-        "conditions": [{"name": "c1", "rates": {"fac": 0.5, "fou": 0.2, "mor": 0.3}}],
-        "methods": [
-            {"name": "early_fusion", "fixed": tiny, "space": lr},
-            {"name": "late_fusion", "fixed": tiny},
-        ],
-        "search": {"sampler": "tpe", "trials_per_cell": 3, "seed": 0},
-        "scheduler": asha,
-        "resources": {"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": 2},
-        "final": {"seeds": 2},
-        "storage": str(folder / "runs"),
-        "tracking": {"aim": None},
-        **overrides,
-    }  # fmt: skip
-    path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump(study))
-    return path
+from mmlearn.study import worst_case
+from mmlearn.study.runner import run_study
+from tests.integration.studies import (
+    CELLS,
+    MAX_EPOCHS,
+    PATTERNS,
+    SEEDS,
+    TRIALS,
+    aim_runs,
+    study_file,
+    trials_of,
+)
 
 
-def trials(outcome: StudyOutcome) -> dict[str, list[optuna.trial.FrozenTrial]]:
-    storage = journal_storage(outcome.journal)
-    return {cell: optuna.load_study(study_name=cell, storage=storage).trials for cell in CELLS}
-
-
-@pytest.fixture(scope="module")
-def runs(mfeat_path, tmp_path_factory):
-    """The study run once, its trials and results, then run again (a resume)."""
-    folder = tmp_path_factory.mktemp("study")
-    path = study_file(folder, mfeat_path)
-    lines: list[str] = []
-    started = time.perf_counter()
-    first = run_study(path, progress=lines.append)
-    first_s = time.perf_counter() - started
-    before = (trials(first), pd.read_parquet(first.results))
-    started = time.perf_counter()
-    second = run_study(path)
-    second_s = time.perf_counter() - started
-    return {"first": first, "second": second, "before": before, "lines": lines,
-            "seconds": (first_s, second_s)}  # fmt: skip
-
-
-def test_every_cell_gets_its_budget_with_pruned_semantics(runs):
-    found, _ = runs["before"]
+def test_every_cell_gets_its_budget_with_pruned_semantics(finished_study):
+    pruned = 0
     for cell in CELLS:
-        assert len(found[cell]) == 3, cell
-        for t in found[cell]:
+        found = finished_study.trials[cell]
+        assert len(found) == TRIALS, cell
+        for t in found:
             assert t.state in (TrialState.COMPLETE, TrialState.PRUNED), (cell, t.state)
-            assert t.intermediate_values, (cell, t.number)
             steps = sorted(t.intermediate_values)
             assert steps == list(range(1, len(steps) + 1)), (cell, steps)
             if t.state == TrialState.COMPLETE:
                 assert len(steps) == MAX_EPOCHS and t.value == t.intermediate_values[MAX_EPOCHS]
             else:
                 assert len(steps) < MAX_EPOCHS, (cell, t.number, steps)
-        assert any(t.state == TrialState.COMPLETE for t in found[cell]), cell
+                pruned += 1
+        assert any(t.state == TrialState.COMPLETE for t in found), cell
+    assert pruned >= 2  # ASHA stopped trials, and their resources must have come back too
 
 
-def test_results_hold_search_and_final_rows(runs):
-    _, frame = runs["before"]
+def test_every_resource_is_free_after_finished_and_stopped_trials(finished_study):
+    for outcome in (finished_study.first, finished_study.second):
+        held = {k: v for k, v in outcome.resources.items() if v[0] < v[1]}
+        assert not held, held
+        assert outcome.resources["CPU"][1] > 0 and outcome.resources["mmlearn_driver"][1] > 0
+
+
+def _tune_results(experiment: Path) -> list[dict]:
+    """Every result every trial of a Tune experiment reported."""
+    return [
+        json.loads(line)
+        for file in experiment.glob("*/result.json")
+        for line in file.read_text().splitlines()
+        if line.strip()
+    ]
+
+
+def test_trials_ran_on_two_train_workers(finished_study):
+    for phase in ("search", "final"):
+        reported = _tune_results(finished_study.folder / phase)
+        assert reported and all(len(r["nodes"]) == 2 for r in reported), phase
+    assert (finished_study.folder / "train").is_dir()  # Train runs' own checkpoints
+
+
+def test_results_hold_search_and_final_rows(finished_study):
+    frame = finished_study.frame
     final = frame[frame["phase"] == "final"]
     for cell in CELLS:
         rows = final[final["cell"] == cell]
-        assert len(rows) == 2 * len(PATTERNS)
-        assert sorted(rows["seed"].unique()) == [0, 1]
-        assert set(rows["pattern"]) == PATTERNS
+        assert len(rows) == SEEDS * len(PATTERNS)
+        assert sorted(rows["seed"].unique()) == list(range(SEEDS))
+        assert set(rows["pattern"]) == set(PATTERNS)
         assert (rows["epochs"] == MAX_EPOCHS).all()
     search = frame[frame["phase"] == "search"]
-    assert search.groupby("cell")["run"].nunique().to_dict() == dict.fromkeys(CELLS, 3)
+    assert search.groupby("cell")["run"].nunique().to_dict() == dict.fromkeys(CELLS, TRIALS)
     assert set(search["state"]) <= {"COMPLETE", "PRUNED"}
-    expected = {"study", "cell", "method", "condition", "phase", "run", "seed", "pattern",
-                "hp.hidden", "hp.cls_layers", "hp.cls_dropout", "hp.train.lr", "rate.fac",
-                "rate.fou", "rate.mor", "val.macro_f1", "test.macro_f1", "epochs",
+    expected = {"study", "cell", "method", "condition", "fold", "phase", "run", "seed",
+                "pattern", "hp.hidden", "hp.cls_layers", "hp.train.lr", "hp.kl_weight",
+                "rate.fac", "rate.fou", "rate.mor", "val.macro_f1", "test.macro_f1", "epochs",
                 "wall_seconds", "cpu_hours", "gpu_hours"}  # fmt: skip
     assert expected <= set(frame.columns)
     assert final["test.macro_f1"].notna().all() and search["test.macro_f1"].isna().all()
@@ -111,56 +98,146 @@ def test_results_hold_search_and_final_rows(runs):
     assert set(final["rate.fac"]) == {0.5}
 
 
-def test_prints_progress_and_a_final_table(runs):
-    lines, outcome = runs["lines"], runs["first"]
-    assert any(line.startswith("search 6/6 trials") for line in lines), lines
-    assert sum(line.startswith("final ") for line in lines) == 4, lines
+def test_prints_progress_a_final_table_and_a_report(finished_study):
+    lines, outcome = finished_study.lines, finished_study.first
+    total = TRIALS * len(CELLS)
+    assert any(line.startswith(f"search {total}/{total} trials") for line in lines), lines
+    assert sum(line.startswith("final ") for line in lines) == SEEDS * len(CELLS), lines
     for cell in CELLS:
         assert any(
-            line.startswith(cell) and "(2 seeds)" in line for line in outcome.table.splitlines()
+            line.startswith(cell) and f"({SEEDS} seeds)" in line
+            for line in outcome.table.splitlines()
         )
     assert str(outcome.results) in outcome.summary()
+    assert (outcome.report / "summary.md").is_file()
+    assert (outcome.folder / "study.yaml").read_text() == finished_study.path.read_text()
 
 
-def test_nothing_is_leaked(runs):
-    free, total = runs["first"].cpus
-    assert total > 0 and free == total
+def test_every_trial_is_one_aim_run_even_after_the_rerun(finished_study):
+    runs = [r for r in aim_runs(finished_study.aim) if r.experiment == "tiny"]
+    names = sorted(r.name for r in runs)
+    assert len(names) == len(set(names)) == TRIALS * len(CELLS) + SEEDS * len(CELLS), names
+    statuses = {r["outcome"]["status"] for r in runs}
+    assert statuses <= {"completed", "pruned"} and "pruned" in statuses
 
 
-def test_rerun_resumes_without_training(runs):
-    found, frame = runs["before"]
-    again = trials(runs["second"])
+def test_rerun_resumes_without_training(finished_study):
+    again = trials_of(finished_study.second.journal, CELLS)
     for cell in CELLS:
         assert [(t.number, t.state, t.intermediate_values) for t in again[cell]] == [
-            (t.number, t.state, t.intermediate_values) for t in found[cell]
+            (t.number, t.state, t.intermediate_values) for t in finished_study.trials[cell]
         ]
-    after = pd.read_parquet(runs["second"].results)
+    after = pd.read_parquet(finished_study.second.results)
     key = ["phase", "cell", "run", "pattern"]
     pd.testing.assert_frame_equal(
         after.sort_values(key).reset_index(drop=True),
-        frame.sort_values(key).reset_index(drop=True),
+        finished_study.frame.sort_values(key).reset_index(drop=True),
         check_like=True,  # column order follows the order Tune lists trials in
     )
-    first_s, second_s = runs["seconds"]
+    first_s, second_s = finished_study.seconds
     assert second_s < first_s
+
+
+def _finished(journal: Path) -> int:
+    """Trials the journal holds as COMPLETE or PRUNED (0 before it exists)."""
+    if not journal.is_file():
+        return 0
+    found = trials_of(journal, ("early_fusion@c1",))["early_fusion@c1"]
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in found)
+
+
+def test_a_killed_driver_resumes_with_exact_trial_counts(mfeat_path, tmp_path):
+    trials = 4
+    methods = [{"name": "early_fusion", "fixed": {"hidden": 16, "cls_layers": [16]},
+                "space": {"train.lr": {"loguniform": [1e-4, 1e-2]}}}]  # fmt: skip
+    path = study_file(
+        tmp_path,
+        mfeat_path,
+        name="killed",
+        methods=methods,
+        search={"sampler": "tpe", "trials_per_cell": trials, "seed": 0},
+        resources={"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": 1},
+        final={"seeds": 1},
+    )
+    journal = tmp_path / "runs" / "killed" / "optuna.journal"
+    command = [sys.executable, "-m", "mmlearn", "study", "run", str(path)]
+    driver = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while _finished(journal) < 2 and time.monotonic() < deadline:
+            assert driver.poll() is None, "the study ended before it could be killed"
+            time.sleep(0.5)
+        assert _finished(journal) >= 2
+        driver.send_signal(signal.SIGKILL)  # the driver only: its Ray is left behind
+        driver.wait()
+    finally:
+        _kill_group(driver.pid)
+    outcome = run_study(path)
+    found = trials_of(journal, ("early_fusion@c1",))["early_fusion@c1"]
+    done = [t for t in found if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(done) == trials
+    assert all(t.state == TrialState.FAIL for t in found if t not in done)
+    frame = pd.read_parquet(outcome.results)
+    search = frame[frame["phase"] == "search"]
+    assert search["run"].nunique() == trials and len(search) == trials * len(PATTERNS)
+    final = frame[frame["phase"] == "final"]
+    assert len(final) == len(PATTERNS) and final["test.macro_f1"].notna().all()
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL what is left of a process group (a killed driver's local Ray)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def test_worst_case_mode_searches_rates_and_reruns_the_worst(mfeat_path, tmp_path):
+    path = study_file(
+        tmp_path,
+        mfeat_path,
+        name="worst",
+        mode="worst_case",
+        conditions=[],
+        methods=[{"name": "early_fusion", "fixed": {"hidden": 16, "cls_layers": [16]}}],
+        worst_case={"budget": 1.2, "trials": 3},
+        scheduler={"type": "none"},
+        train={"epochs": 2, "batch_size": 128, "lr": 1e-3},
+        final={"seeds": 1},
+    )
+    outcome = run_study(path)
+    frame = pd.read_parquet(outcome.results)
+    explored = frame[frame["phase"] == "worst_case"]
+    rates = explored.groupby("run")[["rate.fac", "rate.fou", "rate.mor"]].first()
+    assert len(rates) == 3
+    assert ((rates.sum(axis=1) - 1.2).abs() < 1e-9).all() and (rates < 0.95 + 1e-12).all().all()
+    assert rates.drop_duplicates().shape[0] == 3  # three different imbalance patterns
+    scores = {  # each run's last validation macro-F1, weighted by pattern probability
+        run: worst_case.weighted_score(
+            {p: {"macro_f1": v} for p, v in zip(g["pattern"], g["val.macro_f1"], strict=True)},
+            "macro_f1",
+            {m: rates.loc[run, f"rate.{m}"] for m in ("fac", "fou", "mor")},
+        )
+        for run, g in explored.groupby("run")
+    }
+    final = frame[frame["phase"] == "final"]
+    assert len(final) == len(PATTERNS)
+    worst = min(scores, key=scores.get)
+    got = final[["rate.fac", "rate.fou", "rate.mor"]].iloc[0].to_numpy()
+    assert got.tolist() == pytest.approx(rates.loc[worst].to_numpy().tolist())
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"resources": {"workers": 2}}, "not yet supported by the runner"),
-        (
-            {
-                "mode": "worst_case",
-                "conditions": [],
-                "methods": ["early_fusion"],
-                "worst_case": {"budget": 0.5},
-            },
-            "worst-case runs arrive later",
-        ),
+        ({"resources": {"workers": 2, "cpus_per_worker": 64}}, "one trial needs 128 CPU"),
+        ({"resources": {"gpus_per_worker": 1}}, "one trial needs 1 GPU"),
     ],
 )
-def test_unsupported_settings_are_one_line_errors(mfeat_path, tmp_path, overrides, message):
+def test_trials_the_cluster_cannot_place_are_one_line_errors(
+    mfeat_path, tmp_path, overrides, message
+):
+    from mmlearn.errors import ConfigError
+
     path = study_file(tmp_path, mfeat_path, **overrides)
     with pytest.raises(ConfigError, match=message) as caught:
         run_study(path)

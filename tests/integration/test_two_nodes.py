@@ -1,5 +1,8 @@
 """A real Ray cluster of two nodes on this machine: both run work, and both are gone afterwards.
 
+A tiny study runs on it with 2-worker trials of 2 CPUs each, so every trial's Train workers are
+spread over both nodes; results, Aim runs and where the workers ran are checked.
+
 The nodes are two ``ray start`` processes (a head and a node that joins it), 2 CPUs each, with
 token authentication. Drivers run as their own processes with ``cluster.client_env``: a driver
 inside pytest would carry whatever authentication mode an earlier local ``ray.init`` left in it.
@@ -14,9 +17,11 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 
+import pandas as pd
 import pytest
 
 from mmlearn.cluster.local import LocalCluster
+from tests.integration.studies import aim_runs, study_file
 
 # A driver that places one task on each bundle of a STRICT_SPREAD placement group (one bundle per
 # node, never two on one) and prints the alive nodes and the node each task ran on.
@@ -72,3 +77,36 @@ def test_a_task_runs_on_each_of_the_two_nodes(two_node_cluster: LocalCluster) ->
     found = json.loads(probe.stdout.strip().splitlines()[-1])
     assert len(found["alive"]) == 2
     assert sorted(found["ran"]) == found["alive"]
+
+
+def test_a_study_places_each_trials_two_workers_on_both_nodes(
+    two_node_cluster: LocalCluster, mfeat_path, tmp_path
+) -> None:
+    path = study_file(
+        tmp_path,
+        mfeat_path,
+        name="spread",
+        methods=[{"name": "early_fusion", "fixed": {"hidden": 16, "cls_layers": [16]}}],
+        train={"epochs": 2, "batch_size": 128, "lr": 5e-3},
+        search={"sampler": "tpe", "trials_per_cell": 1, "seed": 0},
+        scheduler={"type": "none"},
+        resources={"workers": 2, "cpus_per_worker": 2, "max_concurrent_trials": 1},
+        final={"seeds": 1},
+        tracking={"aim": str(tmp_path / "aim")},
+    )
+    assert two_node_cluster.run(["mmlearn", "study", "run", str(path)]) == 0
+    folder = tmp_path / "runs" / "spread"
+    for phase in ("search", "final"):
+        reported = [
+            json.loads(line)
+            for file in (folder / phase).glob("*/result.json")
+            for line in file.read_text().splitlines()
+        ]
+        assert reported, phase
+        assert all(len(set(r["nodes"])) == 2 for r in reported), phase  # one worker per node
+    frame = pd.read_parquet(folder / "results.parquet")
+    assert set(frame["phase"]) == {"search", "final"}
+    assert frame.loc[frame["phase"] == "final", "test.macro_f1"].notna().all()
+    runs = [r for r in aim_runs(tmp_path / "aim") if r.experiment == "spread"]
+    assert sorted(r["mmlearn"]["phase"] for r in runs) == ["final", "search"]
+    assert all(r["outcome"]["status"] == "completed" for r in runs)
