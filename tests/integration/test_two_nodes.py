@@ -94,7 +94,7 @@ def test_a_study_places_each_trials_two_workers_on_both_nodes(
         final={"seeds": 1},
         tracking={"aim": str(tmp_path / "aim")},
     )
-    assert two_node_cluster.run(["mmlearn", "study", "run", str(path)]) == 0
+    assert two_node_cluster.run([sys.executable, "-m", "mmlearn", "study", "run", str(path)]) == 0
     folder = tmp_path / "runs" / "spread"
     for phase in ("search", "final"):
         reported = [
