@@ -181,7 +181,9 @@ def main() -> None:
             f"synthetic aligned store), masks per_epoch at {RATES}, default hyperparameters, "
             "fp32, 2 torch threads, DeepSpeed ZeRO 0 with torch AdamW. Samples/s of the "
             f"training steps of the second epoch ({STEPS} batches); peak RSS of the process; "
-            "RSS growth between the ends of epoch 1 and 2 (flat memory = about 0).",
+            "RSS growth between the ends of epoch 1 and 2 (flat memory = about 0). With "
+            f"{STEPS} timed steps per process the run-to-run spread is about +-20 %, so the "
+            "overhead column does not resolve the 10 % target (negative values are noise).",
             "",
             machine_summary(),
             "",
