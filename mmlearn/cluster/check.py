@@ -37,8 +37,8 @@ import ray.autoscaler
 from mmlearn.errors import ConfigError
 from mmlearn.study import StudySpec, load_study
 from mmlearn.study._errors import did_you_mean, unknown_key
+from mmlearn.study.drivers import DRIVER_RESOURCE
 from mmlearn.study.load import read_mapping
-from mmlearn.study.trial import DRIVER_RESOURCE
 
 SCHEMA = Path(ray.autoscaler.__file__).parent / "ray-schema.json"
 """Ray's cluster-file schema, shipped in the installed wheel."""

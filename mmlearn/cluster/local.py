@@ -34,8 +34,7 @@ from types import TracebackType
 import psutil
 
 from mmlearn.errors import ConfigError, MmlearnError
-from mmlearn.study.runner import DRIVER_SLOTS
-from mmlearn.study.trial import DRIVER_RESOURCE
+from mmlearn.study.drivers import DRIVER_RESOURCE, DRIVER_SLOTS
 
 log = logging.getLogger(__name__)
 

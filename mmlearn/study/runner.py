@@ -34,6 +34,7 @@ from mmlearn.errors import ConfigError, MmlearnError
 from mmlearn.report import write_report
 from mmlearn.space import Dimension
 from mmlearn.study import results, worst_case
+from mmlearn.study.drivers import DRIVER_RESOURCE, DRIVER_SLOTS
 from mmlearn.study.load import load_study
 from mmlearn.study.results import RunRecord
 from mmlearn.study.search import (
@@ -45,7 +46,7 @@ from mmlearn.study.search import (
     scheduler_for,
 )
 from mmlearn.study.spec import Cell, StudySpec
-from mmlearn.study.trial import DRIVER_RESOURCE, TrialSetup, run_trial
+from mmlearn.study.trial import TrialSetup, run_trial
 from mmlearn.tracking import tracking_callbacks
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,6 @@ log = logging.getLogger(__name__)
 class SearchIncompleteError(MmlearnError):
     """The search stopped (interrupted, or trials kept failing) before every cell was done."""
 
-
-DRIVER_SLOTS = 1000
-"""Driver slots of a local Ray: trial drivers are cheap, ``max_concurrent_trials`` limits them."""
 
 Progress = Callable[[str], None]
 """Where progress lines go (the CLI prints them); must be picklable (Tune saves it)."""

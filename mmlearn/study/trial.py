@@ -37,10 +37,6 @@ from mmlearn.train.distributed import current_world
 from mmlearn.train.engine import fit
 from mmlearn.train.evaluation import evaluate
 
-DRIVER_RESOURCE = "mmlearn_driver"
-"""Custom resource a Train driver trial takes one unit of: drivers use no CPU, so they must not
-hold one, but Ray needs a resource to place them; nodes that may host drivers declare it."""
-
 
 @dataclass(frozen=True)
 class TrialSetup:
