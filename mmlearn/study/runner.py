@@ -34,7 +34,7 @@ from mmlearn.errors import ConfigError, MmlearnError
 from mmlearn.report import write_report
 from mmlearn.space import Dimension
 from mmlearn.study import results, worst_case
-from mmlearn.study.drivers import DRIVER_RESOURCE, DRIVER_SLOTS
+from mmlearn.study.drivers import DRIVER_RESOURCE, DRIVER_SLOTS, train_env
 from mmlearn.study.load import load_study
 from mmlearn.study.results import RunRecord
 from mmlearn.study.search import (
@@ -133,6 +133,7 @@ def run_study(path: str | Path, progress: Progress = _ignore) -> StudyOutcome:
         search_epochs=spec.max_epochs,
         train_storage=str(folder / "train"),
         worst_case=spec.worst_case if spec.mode == "worst_case" else None,
+        train_env=train_env(on_cluster=bool(os.environ.get("RAY_ADDRESS"))),
     )
     started = _start_ray()
     try:
@@ -285,8 +286,9 @@ def _trainable(setup: TrialSetup) -> Any:
 
 
 def _reuse_actors(setup: TrialSetup) -> bool:
-    """Reuse in-process trials' actors (they keep torch and DeepSpeed imported); a Train
-    driver does no work itself, and Tune cannot reset one for the next trial."""
+    """Reuse in-process trials' processes (they keep torch and DeepSpeed imported). Not a
+    Train driver's: when ASHA stops a trial, Tune cannot reset a driver that is inside
+    ``TorchTrainer.fit`` for the next trial, drops it, and waits for it forever."""
     return setup.workers == 1
 
 

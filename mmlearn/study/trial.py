@@ -28,6 +28,7 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 from ray import tune
+from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
 
 from mmlearn.data.store import open_store
 from mmlearn.models.registry import build
@@ -54,6 +55,7 @@ class TrialSetup:
         search_epochs: the epochs a search trial may reach (ASHA's max_t).
         train_storage: where Train runs keep their checkpoints (shared by every node).
         worst_case: the rate search of a worst-case study; None in standard mode.
+        train_env: Ray Train settings of multi-worker trials (``drivers.train_env``).
     """
 
     cells: Mapping[str, Cell]
@@ -66,6 +68,7 @@ class TrialSetup:
     search_epochs: int
     train_storage: str
     worst_case: WorstCaseSpec | None = None
+    train_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def rates(self, cell: Cell, values: Mapping[str, Any]) -> dict[str, float]:
         """The training rates of a run: the condition's, or those drawn in worst-case mode."""
@@ -129,8 +132,10 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         return
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    for name, value in setup.train_env.items():  # Train passes them on to its workers
+        os.environ.setdefault(name, value)
     trial_id = tune.get_context().get_trial_id()
-    trainer = ray.train.torch.TorchTrainer(
+    trainer = _TorchTrainer(
         functools.partial(_train_worker, setup=setup),
         train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(
@@ -147,6 +152,17 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         ),
     )
     trainer.fit()
+
+
+class _TorchTrainer(ray.train.torch.TorchTrainer):
+    """A ``TorchTrainer`` without Ray Data's dataset manager, an actor (so a process) per run
+    that a trial, which reads its own feature store and passes no datasets, never uses."""
+
+    def _create_default_callbacks(self) -> list[Any]:
+        callbacks = super()._create_default_callbacks()
+        if self.datasets:
+            return callbacks
+        return [c for c in callbacks if not isinstance(c, DatasetsCallback)]
 
 
 def _train_worker(config: dict[str, Any], setup: TrialSetup) -> None:

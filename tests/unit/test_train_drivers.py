@@ -1,0 +1,45 @@
+"""The Ray Train settings of multi-worker trials: what their drivers pass on, what they start."""
+
+from __future__ import annotations
+
+import ray.train
+from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+
+from mmlearn.study.drivers import train_env
+from mmlearn.study.trial import _TorchTrainer
+
+
+def test_a_local_ray_goes_without_the_preemption_watcher() -> None:
+    assert train_env(on_cluster=False) == {
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+        "RAY_TRAIN_METRICS_ENABLED": "0",
+        "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    }
+
+
+def test_a_cluster_keeps_the_preemption_watcher() -> None:
+    env = train_env(on_cluster=True)
+    assert "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER" not in env
+    assert env["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "0.2"
+
+
+def _noop(config: dict) -> None:
+    """A train function that is never run."""
+
+
+def _callbacks(**datasets: object) -> list[object]:
+    trainer = _TorchTrainer(
+        _noop, scaling_config=ray.train.ScalingConfig(num_workers=2), datasets=datasets or None
+    )
+    return trainer._create_default_callbacks()
+
+
+def test_trainer_without_datasets_starts_no_dataset_manager() -> None:
+    callbacks = _callbacks()
+    assert not any(isinstance(c, DatasetsCallback) for c in callbacks)
+    assert callbacks  # the backend set-up and placement-group cleaner stay
+
+
+def test_trainer_with_datasets_keeps_them() -> None:
+    callbacks = _callbacks(train=[1, 2, 3])
+    assert any(isinstance(c, DatasetsCallback) for c in callbacks)
