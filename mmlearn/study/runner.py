@@ -29,6 +29,7 @@ import ray
 from optuna.trial import TrialState
 from ray import tune
 from ray.tune import ResultGrid
+from ray.tune.logger import JsonLoggerCallback
 
 from mmlearn.errors import ConfigError, MmlearnError
 from mmlearn.report import write_report
@@ -116,6 +117,7 @@ def run_study(path: str | Path, progress: Progress = _ignore) -> StudyOutcome:
     """
     spec = load_study(path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress lines say what matters
+    _configure_tune()
     store = spec.data.open()
     folder = (spec.storage / spec.name).resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -163,6 +165,18 @@ def _keep_study_file(path: Path, folder: Path) -> None:
     partial = folder / "study.yaml.partial"
     partial.write_text(path.read_text())
     partial.replace(folder / "study.yaml")
+
+
+def _configure_tune() -> None:
+    """Tune settings of every study, unless the user set them.
+
+    Tune's CSV and TensorBoard loggers repeat what ``result.json`` and Aim hold and cost the
+    driver CPU on every result, so only the JSON logger runs (``_run_config``). A trial
+    checkpoints every epoch, which forces an experiment snapshot each time; that is intended,
+    so Tune need not warn about it.
+    """
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
 def _start_ray() -> bool:
@@ -300,7 +314,7 @@ def _run_config(name: str, folder: Path, callbacks: list[tune.Callback]) -> tune
         verbose=0,
         failure_config=tune.FailureConfig(max_failures=1),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=callbacks,
+        callbacks=[JsonLoggerCallback(), *callbacks],
     )
 
 
@@ -316,8 +330,6 @@ def _search(spec: StudySpec, setup: TrialSetup, folder: Path, progress: Progress
     """Run (or resume) the study's one Tuner over every cell."""
     trainable = _trainable(setup)
     experiment = folder / "search"
-    # A trial checkpoints every epoch, which forces a snapshot each time; that is intended.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if tune.Tuner.can_restore(str(experiment)):
         log.info("resuming the search in %s", experiment)
         tuner = tune.Tuner.restore(str(experiment), trainable, resume_errored=True)
