@@ -9,9 +9,9 @@ the ASHA scheduler of its own cell, so that trials are compared within a cell on
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,13 +251,11 @@ class CellSearcher(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         """Save the live-trial map; the studies live in the journal."""
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.live, f)
+        _write_state(checkpoint_path, self.live)
 
     def restore(self, checkpoint_path: str) -> None:
         """Restore the live-trial map; the studies are reopened from the journal."""
-        with open(checkpoint_path, "rb") as f:
-            self.live = pickle.load(f)
+        self.live = {k: tuple(v) for k, v in _read_state(checkpoint_path).items()}
         self._studies = None
 
 
@@ -288,13 +286,21 @@ class FixedRuns(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         """Save how many configs were handed out."""
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.handed_out, f)
+        _write_state(checkpoint_path, self.handed_out)
 
     def restore(self, checkpoint_path: str) -> None:
         """Restore how many configs were handed out."""
-        with open(checkpoint_path, "rb") as f:
-            self.handed_out = pickle.load(f)
+        self.handed_out = int(_read_state(checkpoint_path))
+
+
+def _write_state(path: str, state: Any) -> None:
+    """Write a searcher's state as JSON (plain data: nothing to unpickle on resume)."""
+    Path(path).write_text(json.dumps(state))
+
+
+def _read_state(path: str) -> Any:
+    """Read a searcher's state written by ``_write_state``."""
+    return json.loads(Path(path).read_text())
 
 
 class CellScheduler(FIFOScheduler):
