@@ -1,14 +1,15 @@
-"""Run a study: one Ray Tune search over every cell, then the final seeds of each cell's best.
+"""Run a study: one Ray Tune experiment that searches every cell and re-runs each cell's best.
 
-``run_study(path)`` is what ``mmlearn study run FILE`` calls. The search is one ``Tuner`` whose
-searcher keeps one Optuna study per cell (``STORAGE/NAME/optuna.journal``) and whose scheduler
-runs ASHA per cell. The final phase is a second Tune experiment that re-trains each cell's
-best COMPLETE configuration with ``final.seeds`` seeds and evaluates test once per run (in
-worst-case mode the best is the worst: the rates that hurt the method most). A trial with
-``workers > 1`` drives a Ray Train ``TorchTrainer`` (see ``mmlearn.study.trial``). Everything
-lands in ``STORAGE/NAME/results.parquet``. Rerunning the same command resumes both phases: each
-Tune experiment is restored (finished trials are not re-run; interrupted ones continue from
-their last checkpoint).
+``run_study(path)`` is what ``mmlearn study run FILE`` calls. The study is one ``Tuner``
+(``STORAGE/NAME/tune``) whose searcher keeps one Optuna study per cell
+(``STORAGE/NAME/optuna.journal``) and whose scheduler runs ASHA per cell. As soon as a cell's
+search is over, the same searcher hands out the cell's final runs: its best COMPLETE
+configuration re-trained with ``final.seeds`` seeds, test evaluated once per run (in worst-case
+mode the best is the worst: the rates that hurt the method most). So final runs start while
+other cells still search, and no slot idles between the phases. A trial with ``workers > 1``
+drives a Ray Train ``TorchTrainer`` (see ``mmlearn.study.trial``). Everything lands in
+``STORAGE/NAME/results.parquet``. Rerunning the same command resumes the experiment (finished
+trials are not re-run; interrupted ones continue from their last checkpoint).
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from mmlearn.study.search import (
     MAX_FAILED,
     CellSearch,
     CellSearcher,
-    FixedRuns,
     journal_storage,
     scheduler_for,
 )
@@ -69,7 +69,7 @@ class StudyOutcome:
         folder: ``STORAGE/NAME``, where every output is.
         results: the results Parquet file.
         journal: the Optuna journal (one study per cell).
-        experiment: the Tune experiment of the search.
+        experiment: the Tune experiment (search trials and final runs).
         table: the per-cell table of final test scores.
         resources: resource -> (free, total) in the Ray cluster once the study had finished.
         report: the report folder (``summary.md``, plots).
@@ -113,7 +113,8 @@ def run_study(path: str | Path, progress: Progress = _ignore) -> StudyOutcome:
     Raises:
         ConfigError: an invalid study file, or a cluster that cannot run its trials.
         DataError: the data are missing.
-        SearchIncompleteError: the search stopped early (e.g. Ctrl-C); no final runs started.
+        SearchIncompleteError: the study stopped early (e.g. Ctrl-C) or a cell's trials kept
+            failing; what finished is in the results file.
     """
     spec = load_study(path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress lines say what matters
@@ -140,10 +141,10 @@ def run_study(path: str | Path, progress: Progress = _ignore) -> StudyOutcome:
     started = _start_ray()
     try:
         _check_cluster(spec, path)
-        grid = _search(spec, setup, folder, progress)
+        grid = _tune_study(spec, setup, folder, progress)
+        final = _write_results(spec, setup, grid, folder)
         _check_search_done(setup, folder / "optuna.journal")
-        search_rows = _search_rows(spec, setup, grid, folder / "optuna.journal")
-        final = _final(spec, setup, folder, search_rows, progress)
+        _check_finals_done(spec, setup, final, folder)
         at_rest = _resources_at_rest()
     finally:
         if started:
@@ -153,7 +154,7 @@ def run_study(path: str | Path, progress: Progress = _ignore) -> StudyOutcome:
         folder=folder,
         results=folder / "results.parquet",
         journal=folder / "optuna.journal",
-        experiment=folder / "search",
+        experiment=folder / EXPERIMENT,
         table=results.final_table(final, spec.objective.metric),
         resources=at_rest,
         report=report,
@@ -171,7 +172,7 @@ def _configure_tune() -> None:
     """Tune settings of every study, unless the user set them.
 
     Tune's CSV and TensorBoard loggers repeat what ``result.json`` and Aim hold and cost the
-    driver CPU on every result, so only the JSON logger runs (``_run_config``). A trial
+    driver CPU on every result, so only the JSON logger runs (``_tune_study``). A trial
     checkpoints every epoch, which forces an experiment snapshot each time; that is intended,
     so Tune need not warn about it.
     """
@@ -244,27 +245,48 @@ def _per_node(resource: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Search
+# The Tune experiment
+
+EXPERIMENT = "tune"
+"""The Tune experiment's folder in ``STORAGE/NAME``."""
 
 
-class _SearchProgress(tune.Callback):
-    """One line per finished trial: trials done per cell and each cell's best so far."""
+class _StudyProgress(tune.Callback):
+    """One line per finished trial: after a search trial, trials done per cell and each cell's
+    best so far; after a final run, final runs done and the run's test score."""
 
     def __init__(
-        self, journal: Path, budgets: Mapping[str, int], mode: str, progress: Progress
+        self,
+        journal: Path,
+        budgets: Mapping[str, int],
+        spec: StudySpec,
+        progress: Progress,
     ) -> None:
         self.journal = journal
         self.budgets = dict(budgets)
-        self.mode = mode
+        self.mode = spec.search_mode
+        self.metric = spec.objective.metric
+        self.finals = spec.final.seeds * len(budgets)
+        self.finals_done = 0
         self.progress = progress
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:  # noqa: D102
-        self.progress(self.line())
+        if trial.config["phase"] == "search":
+            self.progress(self.search_line())
+            return
+        self.finals_done += 1
+        result = trial.last_result or {}
+        score = result.get("test", {}).get("mean", {}).get(self.metric, math.nan)
+        self.progress(
+            f"final {self.finals_done}/{self.finals} runs | {trial.config['cell']} seed "
+            f"{trial.config['seed']}: test {self.metric} {score:.4f}"
+        )
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:  # noqa: D102
-        self.progress(f"trial {trial.trial_id} failed; see {trial.local_path}")
+        kind = "trial" if trial.config["phase"] == "search" else "final run"
+        self.progress(f"{kind} {trial.trial_id} failed; see {trial.local_path}")
 
-    def line(self) -> str:
+    def search_line(self) -> str:
         """``search D/N trials | cell d/n best s | ...`` from the Optuna journal."""
         storage = journal_storage(self.journal)
         done, parts = 0, []
@@ -306,18 +328,6 @@ def _reuse_actors(setup: TrialSetup) -> bool:
     return setup.workers == 1
 
 
-def _run_config(name: str, folder: Path, callbacks: list[tune.Callback]) -> tune.RunConfig:
-    """Where an experiment of the study lives; a trial that crashes is retried once."""
-    return tune.RunConfig(
-        name=name,
-        storage_path=str(folder),
-        verbose=0,
-        failure_config=tune.FailureConfig(max_failures=1),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[JsonLoggerCallback(), *callbacks],
-    )
-
-
 def _searched_space(spec: StudySpec, cell: Cell) -> Mapping[str, Dimension]:
     """The keys a cell's Optuna study searches: the method's space, or the rates."""
     if spec.mode == "worst_case":
@@ -326,12 +336,15 @@ def _searched_space(spec: StudySpec, cell: Cell) -> Mapping[str, Dimension]:
     return cell.space
 
 
-def _search(spec: StudySpec, setup: TrialSetup, folder: Path, progress: Progress) -> ResultGrid:
-    """Run (or resume) the study's one Tuner over every cell."""
+def _tune_study(spec: StudySpec, setup: TrialSetup, folder: Path, progress: Progress) -> ResultGrid:
+    """Run (or resume) the study's one Tuner: every cell's search trials and final runs.
+
+    A trial that crashes is retried once from its last checkpoint.
+    """
     trainable = _trainable(setup)
-    experiment = folder / "search"
+    experiment = folder / EXPERIMENT
     if tune.Tuner.can_restore(str(experiment)):
-        log.info("resuming the search in %s", experiment)
+        log.info("resuming the study in %s", experiment)
         tuner = tune.Tuner.restore(str(experiment), trainable, resume_errored=True)
         return tuner.fit()
     cells = spec.cells()
@@ -344,11 +357,13 @@ def _search(spec: StudySpec, setup: TrialSetup, folder: Path, progress: Progress
         spec.max_epochs,
         spec.search.sampler,
         spec.search.seed,
+        spec.final.seeds,
     )
     s = spec.scheduler
     scheduler = scheduler_for(
         [c.id for c in cells], s.type, mode, spec.max_epochs, s.grace_period, s.reduction_factor
     )
+    progress_lines = _StudyProgress(journal, {c.id: c.trials for c in cells}, spec, progress)
     tuner = tune.Tuner(
         trainable,
         param_space={},
@@ -359,68 +374,48 @@ def _search(spec: StudySpec, setup: TrialSetup, folder: Path, progress: Progress
             max_concurrent_trials=spec.resources.max_concurrent_trials,
             reuse_actors=_reuse_actors(setup),
         ),
-        run_config=_run_config(
-            "search",
-            folder,
-            [
-                _SearchProgress(journal, {c.id: c.trials for c in cells}, mode, progress),
-                *tracking_callbacks(spec, progress),
-            ],
+        run_config=tune.RunConfig(
+            name=EXPERIMENT,
+            storage_path=str(folder),
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[JsonLoggerCallback(), progress_lines, *tracking_callbacks(spec, progress)],
         ),
     )
     return tuner.fit()
 
 
-def _check_search_done(setup: TrialSetup, journal: Path) -> None:
-    """Raise unless every cell has its budget of COMPLETE or PRUNED trials.
+# ---------------------------------------------------------------------------------------------
+# Results
 
-    Raises:
-        SearchIncompleteError: naming the cells short of trials; a rerun resumes.
+
+def _write_results(
+    spec: StudySpec, setup: TrialSetup, grid: ResultGrid, folder: Path
+) -> pd.DataFrame:
+    """Write the rows of every trial that reported to ``results.parquet``; the final rows.
+
+    Search rows hold a trial's last validation metrics and its Optuna state; in worst-case mode
+    they are phase ``worst_case`` and carry the rates the trial drew. Final rows hold the
+    validation metrics of the epoch selected and the test metrics of that epoch.
     """
-    storage = journal_storage(journal)
-    done = (TrialState.COMPLETE, TrialState.PRUNED)
-    short, failing = [], []
-    for cell in setup.cells.values():
-        found = _trials(storage, cell.id)
-        n = sum(t.state in done for t in found)
-        if n < cell.trials:
-            short.append(f"{cell.id} {n}/{cell.trials}")
-        if sum(t.state == TrialState.FAIL for t in found) >= MAX_FAILED:
-            failing.append(cell.id)
-    if failing:
-        raise SearchIncompleteError(
-            f"{MAX_FAILED} trials of {', '.join(failing)} failed, so the search stopped; read "
-            f"their error.txt in {journal.parent / 'search'}, fix the cause and rerun"
-        )
-    if short:
-        raise SearchIncompleteError(
-            f"the search stopped before every cell had its trials ({', '.join(short)}); rerun "
-            "the same command to resume it (failed trials are in the Tune experiment's folders)"
-        )
-
-
-def _search_rows(
-    spec: StudySpec, setup: TrialSetup, grid: ResultGrid, journal: Path
-) -> list[dict[str, Any]]:
-    """Rows of every search trial that reported, from its last validation metrics.
-
-    In worst-case mode the rows are phase ``worst_case`` and carry the rates the trial drew.
-    """
-    storage = journal_storage(journal)
+    storage = journal_storage(folder / "optuna.journal")
     states = {
         cell: {t.number: t.state.name for t in _trials(storage, cell)} for cell in setup.cells
     }
-    phase = "worst_case" if spec.mode == "worst_case" else "search"
-    out: list[dict[str, Any]] = []
+    search_phase = "worst_case" if spec.mode == "worst_case" else "search"
+    search: list[dict[str, Any]] = []
+    final: list[dict[str, Any]] = []
     for result in grid:
-        if "val" not in (result.metrics or {}):
-            continue
-        record = _record(setup, result, phase)
-        record = dataclasses.replace(
-            record, state=states[record.cell.id].get(result.config["number"])
-        )
-        out += results.rows(spec, record)
-    return out
+        metrics, config = result.metrics or {}, result.config
+        if config.get("phase") == "search" and "val" in metrics:
+            record = _record(setup, result, search_phase)
+            state = states[record.cell.id].get(config["number"])
+            search += results.rows(spec, dataclasses.replace(record, state=state))
+        elif config.get("phase") == "final" and "test" in metrics:
+            final += results.rows(spec, _record(setup, result, "final"))
+    results.write(folder / "results.parquet", pd.DataFrame(search + final))
+    return pd.DataFrame(final)
 
 
 def _record(setup: TrialSetup, result: Any, phase: str) -> RunRecord:
@@ -442,102 +437,49 @@ def _record(setup: TrialSetup, result: Any, phase: str) -> RunRecord:
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Final phase
+def _check_search_done(setup: TrialSetup, journal: Path) -> None:
+    """Raise unless every cell has its budget of COMPLETE or PRUNED trials.
 
-
-def _best_values(journal: Path, cells: Mapping[str, Cell]) -> dict[str, dict[str, Any]]:
-    """Each cell's best COMPLETE configuration; cells without one are left out (logged)."""
+    Raises:
+        SearchIncompleteError: naming the cells short of trials; a rerun resumes.
+    """
     storage = journal_storage(journal)
-    best = {}
-    for cell in cells:
-        study = optuna.load_study(study_name=cell, storage=storage)
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if not complete:
-            log.warning("%s: no trial reached the full budget; no final runs", cell)
-            continue
-        best[cell] = dict(study.best_trial.params)
-    return best
-
-
-class _FinalProgress(tune.Callback):
-    """One line per finished final run: runs done and the run's test score."""
-
-    def __init__(self, total: int, metric: str, progress: Progress) -> None:
-        self.total = total
-        self.metric = metric
-        self.progress = progress
-        self.done = 0
-
-    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:  # noqa: D102
-        self.done += 1
-        result = trial.last_result or {}
-        score = result.get("test", {}).get("mean", {}).get(self.metric, math.nan)
-        self.progress(
-            f"final {self.done}/{self.total} runs | {trial.config['cell']} seed "
-            f"{trial.config['seed']}: test {self.metric} {score:.4f}"
-        )
-
-    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:  # noqa: D102
-        self.progress(f"final run {trial.trial_id} failed; see {trial.local_path}")
-
-
-def _final(
-    spec: StudySpec,
-    setup: TrialSetup,
-    folder: Path,
-    search_rows: list[dict[str, Any]],
-    progress: Progress,
-) -> pd.DataFrame:
-    """Run (or resume) the final Tune experiment; returns its rows (every row is written)."""
-    path = folder / "results.parquet"
-    search = pd.DataFrame(search_rows)
-    results.write(path, search)
-    best = _best_values(folder / "optuna.journal", setup.cells)
-    runs = [
-        {"phase": "final", "cell": cell, "values": values, "seed": seed}
-        for cell, values in best.items()
-        for seed in range(spec.final.seeds)
-    ]
-    if not runs:
-        return pd.DataFrame()
-    trainable = _trainable(setup)
-    experiment = folder / "final"
-    if tune.Tuner.can_restore(str(experiment)):
-        log.info("resuming the final runs in %s", experiment)
-        grid = tune.Tuner.restore(str(experiment), trainable, resume_errored=True).fit()
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space={},
-            tune_config=tune.TuneConfig(
-                search_alg=FixedRuns(runs),
-                num_samples=len(runs),
-                max_concurrent_trials=spec.resources.max_concurrent_trials,
-                reuse_actors=_reuse_actors(setup),
-            ),
-            run_config=_run_config(
-                "final",
-                folder,
-                [
-                    _FinalProgress(len(runs), spec.objective.metric, progress),
-                    *tracking_callbacks(spec, progress),
-                ],
-            ),
-        )
-        grid = tuner.fit()
-    rows: list[dict[str, Any]] = []
-    for result in grid:
-        if "test" not in (result.metrics or {}):
-            continue
-        record = _record(setup, result, "final")
-        rows += results.rows(spec, record)
-    final = pd.DataFrame(rows)
-    results.write(path, pd.concat([search, final], ignore_index=True))
-    missing = len(runs) - len({r["run"] for r in rows})
-    if missing:
+    done = (TrialState.COMPLETE, TrialState.PRUNED)
+    short, failing = [], []
+    for cell in setup.cells.values():
+        found = _trials(storage, cell.id)
+        n = sum(t.state in done for t in found)
+        if n < cell.trials:
+            short.append(f"{cell.id} {n}/{cell.trials}")
+        if sum(t.state == TrialState.FAIL for t in found) >= MAX_FAILED:
+            failing.append(cell.id)
+    if failing:
         raise SearchIncompleteError(
-            f"{missing} of {len(runs)} final runs did not finish (see {experiment}); rerun the "
-            "same command to resume them"
+            f"{MAX_FAILED} trials of {', '.join(failing)} failed, so the search stopped; read "
+            f"their error.txt in {journal.parent / EXPERIMENT}, fix the cause and rerun"
         )
-    return final
+    if short:
+        raise SearchIncompleteError(
+            f"the search stopped before every cell had its trials ({', '.join(short)}); rerun "
+            "the same command to resume it (failed trials are in the Tune experiment's folders)"
+        )
+
+
+def _check_finals_done(
+    spec: StudySpec, setup: TrialSetup, final: pd.DataFrame, folder: Path
+) -> None:
+    """Raise unless every cell with a COMPLETE trial has its final runs.
+
+    Raises:
+        SearchIncompleteError: how many final runs are missing; a rerun resumes them.
+    """
+    storage = journal_storage(folder / "optuna.journal")
+    expected = spec.final.seeds * sum(
+        any(t.state == TrialState.COMPLETE for t in _trials(storage, cell)) for cell in setup.cells
+    )
+    found = final["run"].nunique() if len(final) else 0
+    if found < expected:
+        raise SearchIncompleteError(
+            f"{expected - found} of {expected} final runs did not finish (see "
+            f"{folder / EXPERIMENT}); rerun the same command to resume them"
+        )

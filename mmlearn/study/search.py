@@ -1,10 +1,14 @@
-"""The search side of a study in Ray Tune: one Optuna study and one ASHA bracket per cell.
+"""The trials of a study in Ray Tune: one Optuna study and one ASHA bracket per cell, then
+each cell's final runs, all in one Tune experiment.
 
 ``CellSearcher`` is a Tune ``Searcher`` that owns one Optuna study per cell, all in one journal
 file, and hands out trials so that every cell gets exactly its budget. Trials stopped early by
 the scheduler are told to Optuna as PRUNED (their intermediate values were reported every
-epoch), full-budget trials as COMPLETE, errors as FAIL. ``CellScheduler`` routes every trial to
-the ASHA scheduler of its own cell, so that trials are compared within a cell only.
+epoch), full-budget trials as COMPLETE, errors as FAIL. As soon as a cell's search is over it
+hands out that cell's final runs (its best configuration with each final seed), so that they
+fill the slots other cells' last search trials leave free. ``CellScheduler`` routes every
+search trial to the ASHA scheduler of its own cell, so that trials are compared within a cell
+only, and lets final runs run to the end.
 """
 
 from __future__ import annotations
@@ -90,12 +94,18 @@ def open_study(
 
 
 class CellSearcher(Searcher):
-    """Tune searcher with one Optuna study per cell and a trial budget per cell.
+    """Tune searcher of a study: each cell's search trials, then each cell's final runs.
 
-    The next trial goes to the cell with the fewest trials so far (trials that failed do not
-    count, so they are replaced, up to ``MAX_FAILED`` failures per cell). Trial configs are
-    ``{"phase": "search", "cell": id, "values": {key: value}, "seed": s, "number": n}``
-    (``n``: the Optuna trial number).
+    The next search trial goes to the cell with the fewest trials so far (trials that failed do
+    not count, so they are replaced, up to ``MAX_FAILED`` failures per cell). Once every cell
+    has its search trials handed out, the searcher hands out the final runs of the cells whose
+    search is over (their budget of trials finished COMPLETE or PRUNED): the best COMPLETE
+    configuration (in worst-case mode the rates that hurt most) with seeds ``0 ..
+    final_seeds - 1``. A cell without a COMPLETE trial gets no final runs (logged).
+
+    Configs are ``{"phase": "search", "cell": id, "values": {key: value}, "seed": s,
+    "number": n}`` (``n``: the Optuna trial number) for search trials and ``{"phase": "final",
+    "cell": id, "values": {key: value}, "seed": s}`` for final runs.
 
     Args:
         cells: the cells, in study order.
@@ -104,6 +114,7 @@ class CellSearcher(Searcher):
         max_epochs: the epochs a full-budget trial reaches.
         sampler: tpe, random or gp.
         seed: base seed of the samplers.
+        final_seeds: final runs per cell.
     """
 
     def __init__(
@@ -114,6 +125,7 @@ class CellSearcher(Searcher):
         max_epochs: int,
         sampler: str,
         seed: int,
+        final_seeds: int,
     ) -> None:
         super().__init__(metric=METRIC, mode=mode)
         self.cells = {c.id: c for c in cells}
@@ -122,8 +134,11 @@ class CellSearcher(Searcher):
         self.max_epochs = max_epochs
         self.sampler = sampler
         self.seed = seed
+        self.final_seeds = final_seeds
         # Tune trial id -> (cell id, Optuna trial id, last epoch reported to Optuna)
         self.live: dict[str, tuple[str, int, int]] = {}
+        # cell id -> final runs handed out (cells without a COMPLETE trial: final_seeds)
+        self.finals: dict[str, int] = {}
         self._studies: dict[str, optuna.Study] | None = None
         self._storage: JournalStorage | None = None
 
@@ -174,19 +189,30 @@ class CellSearcher(Searcher):
             for cell_id, study in self.studies.items()
         }
 
+    def search_over(self, cell_id: str) -> bool:
+        """True when the cell's budget of trials has finished (COMPLETE or PRUNED)."""
+        done = (TrialState.COMPLETE, TrialState.PRUNED)
+        trials = self.studies[cell_id].get_trials(deepcopy=False, states=done)
+        return len(trials) >= self.cells[cell_id].trials
+
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        """The next trial's config, None to wait for running trials, or FINISHED."""
+        """The next search trial, else the next final run, None to wait, or FINISHED."""
         counts, failures = self.counts(), self.failures()
         open_cells = [
             c
             for c in self.cells.values()
             if counts[c.id] < c.trials and failures[c.id] < MAX_FAILED
         ]
-        if not open_cells:
-            return Searcher.FINISHED if not self.live else None
-        cell = min(open_cells, key=lambda c: counts[c.id])
-        study = self.studies[cell.id]
-        trial = study.ask()
+        if open_cells:
+            return self._search_trial(trial_id, min(open_cells, key=lambda c: counts[c.id]))
+        final = self._final_run()
+        if final is not None:
+            return final
+        return Searcher.FINISHED if not self.live else None
+
+    def _search_trial(self, trial_id: str, cell: CellSearch) -> dict[str, Any]:
+        """Ask the cell's Optuna study for a trial; its config."""
+        trial = self.studies[cell.id].ask()
         values = {key: dim.suggest(trial, key) for key, dim in cell.space.items()}
         self.live[trial_id] = (cell.id, trial._trial_id, 0)
         return {
@@ -197,8 +223,25 @@ class CellSearcher(Searcher):
             "number": trial.number,
         }
 
+    def _final_run(self) -> dict[str, Any] | None:
+        """The next final run of a cell whose search is over; None if there is none yet."""
+        for cell_id in self.cells:
+            handed = self.finals.get(cell_id, 0)
+            if handed >= self.final_seeds or not self.search_over(cell_id):
+                continue
+            study = self.studies[cell_id]
+            if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                log.warning("%s: no trial reached the full budget; no final runs", cell_id)
+                self.finals[cell_id] = self.final_seeds
+                continue
+            self.finals[cell_id] = handed + 1
+            values = dict(study.best_trial.params)
+            return {"phase": "final", "cell": cell_id, "values": values, "seed": handed}
+        return None
+
     def _trial(self, trial_id: str) -> optuna.Trial | None:
-        """The live Optuna trial of a Tune trial, or None when Optuna has finished it.
+        """The live Optuna trial of a Tune trial, or None when Optuna has finished it (or the
+        trial is a final run).
 
         A trial may be finished in Optuna but not in Tune: a failed trial that Tune resumes, or
         one told after Tune's last experiment snapshot before a crash.
@@ -250,47 +293,16 @@ class CellSearcher(Searcher):
             study.tell(trial, float(result[METRIC]), state=TrialState.COMPLETE)
 
     def save(self, checkpoint_path: str) -> None:
-        """Save the live-trial map; the studies live in the journal."""
-        _write_state(checkpoint_path, self.live)
+        """Save the live-trial map and the final runs handed out; the studies live in the
+        journal."""
+        _write_state(checkpoint_path, {"live": self.live, "finals": self.finals})
 
     def restore(self, checkpoint_path: str) -> None:
-        """Restore the live-trial map; the studies are reopened from the journal."""
-        self.live = {k: tuple(v) for k, v in _read_state(checkpoint_path).items()}
+        """Restore what ``save`` saved; the studies are reopened from the journal."""
+        state = _read_state(checkpoint_path)
+        self.live = {k: tuple(v) for k, v in state["live"].items()}
+        self.finals = dict(state["finals"])
         self._studies = None
-
-
-class FixedRuns(Searcher):
-    """Tune searcher that hands out a given list of trial configs, each once, in order.
-
-    The final phase's runs (each cell's best configuration x seeds) are known in advance; this
-    searcher lets them run as one Tune experiment, so that they are resumed, retried and
-    tracked like search trials.
-    """
-
-    def __init__(self, configs: Sequence[Mapping[str, Any]]) -> None:
-        super().__init__(metric=METRIC, mode="max")
-        self.configs = [dict(c) for c in configs]
-        self.handed_out = 0
-
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        """The next config, or FINISHED when every config has been handed out."""
-        if self.handed_out == len(self.configs):
-            return Searcher.FINISHED
-        self.handed_out += 1
-        return self.configs[self.handed_out - 1]
-
-    def on_trial_complete(
-        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
-    ) -> None:
-        """Nothing to learn from a finished run."""
-
-    def save(self, checkpoint_path: str) -> None:
-        """Save how many configs were handed out."""
-        _write_state(checkpoint_path, self.handed_out)
-
-    def restore(self, checkpoint_path: str) -> None:
-        """Restore how many configs were handed out."""
-        self.handed_out = int(_read_state(checkpoint_path))
 
 
 def _write_state(path: str, state: Any) -> None:
@@ -304,7 +316,8 @@ def _read_state(path: str) -> Any:
 
 
 class CellScheduler(FIFOScheduler):
-    """Routes every trial to its own cell's ASHA scheduler (cells are not comparable).
+    """Routes every search trial to its own cell's ASHA scheduler (cells are not comparable);
+    final runs always continue.
 
     Args:
         cells: the cell ids.
@@ -335,12 +348,15 @@ class CellScheduler(FIFOScheduler):
             )
             for cell in cells
         }
+        self.final_runs = FIFOScheduler()
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         """Metric and mode are the scheduler's own; Tune's must be unset."""
         return metric is None and mode is None
 
-    def _of(self, trial: Trial) -> AsyncHyperBandScheduler:
+    def _of(self, trial: Trial) -> TrialScheduler:
+        if trial.config["phase"] == "final":
+            return self.final_runs
         return self.per_cell[trial.config["cell"]]
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:  # noqa: D102

@@ -8,7 +8,7 @@ first result less that epoch's own time (training and validation, as the engine 
 Target: <= 3 s in-process, <= 12 s for 2 workers.
 
 Overhead: study wall time / (sum of the trials' Tune wall times / concurrency) - 1, i.e. what
-the runner adds around its trials (starting Python and Ray, two Tune experiments, the gaps
+the runner adds around its trials (starting Python and Ray, the Tune experiment, the gaps
 between trials, writing results and the report); the trials' own start-up is in their wall
 time. Measured on ``studies/quickstart.yaml`` as shipped (``make study NAME=quickstart``,
 target <= 10 min) and with 30 epochs instead of 5, a study whose trials last long enough for
@@ -89,13 +89,12 @@ class TrialTime:
 def trial_times(study: Path) -> list[TrialTime]:
     """Start-up and wall time of every search trial and final run of a finished study."""
     out = []
-    for phase in ("search", "final"):
-        for file in (study / phase).glob("*/result.json"):
-            results = [json.loads(line) for line in file.read_text().splitlines() if line]
-            first = results[0]
-            out.append(
-                TrialTime(first["time_this_iter_s"] - first["seconds"], results[-1]["time_total_s"])
-            )
+    for file in (study / "tune").glob("*/result.json"):
+        results = [json.loads(line) for line in file.read_text().splitlines() if line]
+        first = results[0]
+        out.append(
+            TrialTime(first["time_this_iter_s"] - first["seconds"], results[-1]["time_total_s"])
+        )
     return out
 
 
@@ -162,7 +161,7 @@ def main() -> None:
             "to the start of its first epoch (Tune's time to the first result less that "
             "epoch's training and validation time). Overhead = study wall time / (sum of the "
             "trials' Tune wall times / concurrency) - 1: what the runner adds around its trials "
-            "(starting Python and Ray, two Tune experiments, gaps between trials, results and "
+            "(starting Python and Ray, the Tune experiment, gaps between trials, results and "
             "report); on a study this small those fixed costs are most of the wall time.",
             "",
             machine_summary(),

@@ -1,17 +1,29 @@
-"""Searcher state survives a save and restore (what a resumed study relies on), as plain JSON."""
+"""The study's searcher: final runs follow each cell's search at once, and its state survives a
+save and restore (what a resumed study relies on) as plain JSON."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import optuna
+
 from mmlearn.space import parse_dimension
-from mmlearn.study.search import CellSearch, CellSearcher, FixedRuns
+from mmlearn.study.search import CellSearch, CellSearcher, journal_storage
+
+EPOCHS = 3
 
 
-def _searcher(journal: Path) -> CellSearcher:
+def _searcher(journal: Path, cells: tuple[str, ...] = ("c1",)) -> CellSearcher:
     space = {"train.lr": parse_dimension({"loguniform": [1e-4, 1e-2]})}
-    return CellSearcher([CellSearch("c1", space, 2, 0)], journal, "max", 3, "random", 0)
+    return CellSearcher(
+        [CellSearch(c, space, 2, 0) for c in cells], journal, "max", EPOCHS, "random", 0, 2
+    )
+
+
+def _finish(searcher: CellSearcher, trial_id: str, epoch: int, score: float) -> None:
+    """Tune's last result of a trial: full budget (COMPLETE) or stopped at ``epoch`` (PRUNED)."""
+    searcher.on_trial_complete(trial_id, {"training_iteration": epoch, "score": score})
 
 
 def test_cell_searcher_restores_its_live_trials(tmp_path: Path) -> None:
@@ -28,13 +40,32 @@ def test_cell_searcher_restores_its_live_trials(tmp_path: Path) -> None:
     json.loads((tmp_path / "state").read_text())  # readable without unpickling
 
 
-def test_fixed_runs_resume_after_the_configs_handed_out(tmp_path: Path) -> None:
-    runs = FixedRuns([{"seed": 0}, {"seed": 1}, {"seed": 2}])
-    assert runs.suggest("t1") == {"seed": 0}
-    runs.save(str(tmp_path / "state"))
+def test_final_runs_start_when_their_cell_is_done_and_others_still_search(tmp_path: Path) -> None:
+    journal = tmp_path / "optuna.journal"
+    searcher = _searcher(journal, ("c1", "c2"))
+    configs = {t: searcher.suggest(t) for t in ("t1", "t2", "t3", "t4")}
+    assert [c["cell"] for c in configs.values()] == ["c1", "c2", "c1", "c2"]
+    assert searcher.suggest("t5") is None  # every search trial is out, none finished
+    _finish(searcher, "t1", EPOCHS, 0.4)
+    _finish(searcher, "t3", EPOCHS, 0.6)
 
-    restored = FixedRuns([{"seed": 0}, {"seed": 1}, {"seed": 2}])
+    best = configs["t3"]["values"]
+    assert searcher.suggest("t5") == {"phase": "final", "cell": "c1", "values": best, "seed": 0}
+    searcher.save(str(tmp_path / "state"))
+    restored = _searcher(journal, ("c1", "c2"))
     restored.restore(str(tmp_path / "state"))
-    assert restored.suggest("t2") == {"seed": 1}
-    assert restored.suggest("t3") == {"seed": 2}
-    assert restored.suggest("t4") == FixedRuns.FINISHED
+    assert restored.suggest("t6") == {"phase": "final", "cell": "c1", "values": best, "seed": 1}
+    assert restored.suggest("t7") is None  # c2 still searching
+
+    _finish(restored, "t5", EPOCHS, 0.9)  # a final run's result is not Optuna's business
+    _finish(restored, "t2", 1, 0.3)  # stopped by ASHA after one epoch
+    _finish(restored, "t4", 1, 0.2)
+    assert restored.suggest("t8") == CellSearcher.FINISHED  # c2 has no COMPLETE trial
+    storage = journal_storage(journal)
+    states = {
+        cell: sorted(
+            t.state.name for t in optuna.load_study(study_name=cell, storage=storage).trials
+        )
+        for cell in ("c1", "c2")
+    }
+    assert states == {"c1": ["COMPLETE", "COMPLETE"], "c2": ["PRUNED", "PRUNED"]}
