@@ -15,9 +15,11 @@ trials are not re-run; interrupted ones continue from their last checkpoint).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,7 +35,6 @@ from ray.tune import ResultGrid
 from ray.tune.logger import JsonLoggerCallback
 
 from mmlearn.errors import ConfigError, MmlearnError
-from mmlearn.report import write_report
 from mmlearn.space import Dimension
 from mmlearn.study import results, worst_case
 from mmlearn.study.drivers import DRIVER_RESOURCE, DRIVER_SLOTS, train_env
@@ -138,6 +139,7 @@ def run_study(path: str | Path, progress: Progress = _ignore) -> StudyOutcome:
         worst_case=spec.worst_case if spec.mode == "worst_case" else None,
         train_env=train_env(on_cluster=bool(os.environ.get("RAY_ADDRESS"))),
     )
+    report_import = _import_in_background("mmlearn.report")  # matplotlib and Aim: 2 s
     started = _start_ray()
     try:
         _check_cluster(spec, path)
@@ -149,6 +151,9 @@ def run_study(path: str | Path, progress: Progress = _ignore) -> StudyOutcome:
     finally:
         if started:
             ray.shutdown()
+    report_import.join()
+    from mmlearn.report import write_report
+
     report = write_report(folder, progress, spec=spec)
     return StudyOutcome(
         folder=folder,
@@ -178,6 +183,25 @@ def _configure_tune() -> None:
     """
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+def _import_in_background(module: str) -> threading.Thread:
+    """Start importing ``module`` in a thread, to overlap it with Ray's start, which mostly
+    waits for Ray's processes; join the thread, then import the module as usual (an import
+    error is raised there)."""
+    thread = threading.Thread(
+        target=_try_import, args=(module,), name=f"import {module}", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def _try_import(module: str) -> None:
+    """Import ``module``; errors are left to the import that follows the thread's join."""
+    try:
+        importlib.import_module(module)
+    except Exception:
+        return
 
 
 def _start_ray() -> bool:
