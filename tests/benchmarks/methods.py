@@ -198,8 +198,8 @@ def main() -> None:
             "peak RSS of the process; RSS growth between the ends of epoch 1 and 2 (flat "
             f"memory = about 0). The RedCore anchor trains {ANCHOR_EPOCHS} epochs: samples/s "
             "of epochs 2 and later, RSS at the end of every epoch (the allocator's heap grows "
-            "to an epoch's working set during the first two, then stays) and its growth over "
-            "the last epoch. Engine overhead = plain samples/s / engine samples/s - 1 "
+            "to an epoch's working set during the first two) and its growth over the last "
+            "epoch. Engine overhead = plain samples/s / engine samples/s - 1 "
             "(target <= 10 %); each figure is one run in a fresh process, and single runs "
             "vary by about +-12 %, so the mean over the methods is the estimate to read.",
             "",
