@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,37 +176,29 @@ class CellSearcher(Searcher):
                         study.tell(t.number, state=TrialState.FAIL)
         return self._studies
 
-    def counts(self) -> dict[str, int]:
-        """Trials per cell that count towards its budget: every state but FAIL."""
+    def _tally(self) -> dict[str, Counter[TrialState]]:
+        """Each cell's trials by state, read once from the journal."""
         return {
-            cell_id: sum(t.state != TrialState.FAIL for t in study.get_trials(deepcopy=False))
+            cell_id: Counter(t.state for t in study.get_trials(deepcopy=False))
             for cell_id, study in self.studies.items()
         }
-
-    def failures(self) -> dict[str, int]:
-        """Failed trials per cell."""
-        return {
-            cell_id: sum(t.state == TrialState.FAIL for t in study.get_trials(deepcopy=False))
-            for cell_id, study in self.studies.items()
-        }
-
-    def search_over(self, cell_id: str) -> bool:
-        """True when the cell's budget of trials has finished (COMPLETE or PRUNED)."""
-        done = (TrialState.COMPLETE, TrialState.PRUNED)
-        trials = self.studies[cell_id].get_trials(deepcopy=False, states=done)
-        return len(trials) >= self.cells[cell_id].trials
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        """The next search trial, else the next final run, None to wait, or FINISHED."""
-        counts, failures = self.counts(), self.failures()
+        """The next search trial, else the next final run, None to wait, or FINISHED.
+
+        A search trial goes to an open cell: fewer trials than its budget (every state but
+        FAIL counts) and fewer than ``MAX_FAILED`` failures.
+        """
+        tally = self._tally()
+        counts = {cell_id: n.total() - n[TrialState.FAIL] for cell_id, n in tally.items()}
         open_cells = [
             c
             for c in self.cells.values()
-            if counts[c.id] < c.trials and failures[c.id] < MAX_FAILED
+            if counts[c.id] < c.trials and tally[c.id][TrialState.FAIL] < MAX_FAILED
         ]
         if open_cells:
             return self._search_trial(trial_id, min(open_cells, key=lambda c: counts[c.id]))
-        final = self._final_run()
+        final = self._final_run(tally)
         if final is not None:
             return final
         return Searcher.FINISHED if not self.live else None
@@ -223,19 +216,23 @@ class CellSearcher(Searcher):
             "number": trial.number,
         }
 
-    def _final_run(self) -> dict[str, Any] | None:
-        """The next final run of a cell whose search is over; None if there is none yet."""
-        for cell_id in self.cells:
+    def _final_run(self, tally: Mapping[str, Counter[TrialState]]) -> dict[str, Any] | None:
+        """The next final run of a cell whose search is over (its budget of trials finished
+        COMPLETE or PRUNED); None if there is none yet."""
+        for cell_id, cell in self.cells.items():
             handed = self.finals.get(cell_id, 0)
-            if handed >= self.final_seeds or not self.search_over(cell_id):
+            n = tally[cell_id]
+            if (
+                handed >= self.final_seeds
+                or n[TrialState.COMPLETE] + n[TrialState.PRUNED] < cell.trials
+            ):
                 continue
-            study = self.studies[cell_id]
-            if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if not n[TrialState.COMPLETE]:
                 log.warning("%s: no trial reached the full budget; no final runs", cell_id)
                 self.finals[cell_id] = self.final_seeds
                 continue
             self.finals[cell_id] = handed + 1
-            values = dict(study.best_trial.params)
+            values = dict(self.studies[cell_id].best_trial.params)
             return {"phase": "final", "cell": cell_id, "values": values, "seed": handed}
         return None
 
