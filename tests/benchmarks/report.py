@@ -14,11 +14,14 @@ def machine_summary() -> str:
     """One line naming the machine the numbers were measured on."""
     cpu = platform.processor() or "unknown CPU"
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    if cpuinfo.exists():  # family and model too: "AMD EPYC" alone names several CPUs
+        fields = dict(
+            (key.strip(), value.strip())
+            for key, _, value in (line.partition(":") for line in cpuinfo.read_text().splitlines())
+        )
+        if "model name" in fields:
+            family, model = fields.get("cpu family"), fields.get("model")
+            cpu = f"{fields['model name']} (family {family}, model {model})"
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (
         f"Machine: {cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM; Python "
