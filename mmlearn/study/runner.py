@@ -15,6 +15,7 @@ trials are not re-run; interrupted ones continue from their last checkpoint).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import logging
 import math
@@ -148,13 +149,20 @@ def run_study(path: str | Path, progress: Progress = _ignore) -> StudyOutcome:
         _check_search_done(setup, folder / "optuna.journal")
         _check_finals_done(spec, setup, final, folder)
         at_rest = _resources_at_rest()
-    finally:
+    except BaseException:
         if started:
             ray.shutdown()
-    report_import.join()
-    from mmlearn.report import write_report
+        raise
+    # Ray's shutdown mostly waits for its processes to exit (2 s): draw the report meanwhile
+    stopping = _in_background(ray.shutdown, "ray shutdown") if started else None
+    try:
+        report_import.join()
+        from mmlearn.report import write_report
 
-    report = write_report(folder, progress, spec=spec)
+        report = write_report(folder, progress, spec=spec)
+    finally:
+        if stopping is not None:
+            stopping.join()
     return StudyOutcome(
         folder=folder,
         results=folder / "results.parquet",
@@ -189,9 +197,12 @@ def _import_in_background(module: str) -> threading.Thread:
     """Start importing ``module`` in a thread, to overlap it with Ray's start, which mostly
     waits for Ray's processes; join the thread, then import the module as usual (an import
     error is raised there)."""
-    thread = threading.Thread(
-        target=_try_import, args=(module,), name=f"import {module}", daemon=True
-    )
+    return _in_background(functools.partial(_try_import, module), f"import {module}")
+
+
+def _in_background(work: Callable[[], object], name: str) -> threading.Thread:
+    """Run ``work`` in a daemon thread named ``name``; the caller joins it."""
+    thread = threading.Thread(target=work, name=name, daemon=True)
     thread.start()
     return thread
 
@@ -260,7 +271,7 @@ def _resources_at_rest(wait_s: float = 15.0) -> dict[str, tuple[float, float]]:
         held = {k: (free.get(k, 0.0), v) for k, v in total.items()}
         if all(f >= t for f, t in held.values()) or time.monotonic() > deadline:
             return held
-        time.sleep(0.5)
+        time.sleep(0.05)
 
 
 def _per_node(resource: str) -> bool:
