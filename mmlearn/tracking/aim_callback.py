@@ -1,7 +1,10 @@
 """The Tune callback that tracks every trial of a study in Aim, from the Tune driver only.
 
 Aim repositories get corrupted by many concurrent writers, so the driver writes every run of a
-study (design decision 5). A trial's run hash is kept in its trial folder; a retried trial
+study (design decision 5). It writes them on one thread of its own: Tune waits for its callbacks
+before it lets a trial go on to its next epoch, and Aim's writes (about 15 ms a result) would
+stall every trial that long. The hooks only queue the work, in order; the experiment's end
+waits for the queue to drain. A trial's run hash is kept in its trial folder; a retried trial
 continues its open run, and a trial resumed by ``Tuner.restore`` reopens it: one run per trial,
 however often it restarts. Aim is a convenience for browsing: if the repository cannot be used,
 the callback says so once and the study goes on (results.parquet and the Optuna journal are the
@@ -12,7 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,61 +55,73 @@ class AimTracking(tune.Callback):
         self.off = False
         self._repo: Repo | None = None
         self._runs: dict[str, Run] = {}
+        self._writer: _Writer | None = None
 
-    # -- Tune hooks ---------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """What Tune pickles with the experiment: no repository, runs or writer thread."""
+        return self.__dict__ | {"_repo": None, "_runs": {}, "_writer": None}
+
+    # -- Tune hooks: each queues its Aim work ------------------------------------------------
 
     def setup(self, **info: Any) -> None:
-        """Open the repository before the first trial starts."""
-        with self._guard():
-            self._repo = aim_repo.open_repo(self.location)
+        """Start the writer and open the repository before the first trial starts."""
+        self._writer = _Writer()
+        self._submit(self._open)
 
     def on_trial_start(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         """Create the trial's run, or continue the one its folder names."""
-        with self._guard():
-            self._run(trial)
+        self._submit(self._run, _TrialView.of(trial))
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
     ) -> None:
         """Track the epoch's metrics (and a final run's test metrics)."""
-        with self._guard():
-            run = self._run(trial)
-            if run is None:
-                return
-            for p in aim_layout.epoch_points(result):
-                run.track(p.value, name=p.name, step=p.step, context=dict(p.context))
+        self._submit(self._track, _TrialView.of(trial), dict(result))
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         """Record the outcome, completed or pruned, and close the run."""
-        with self._guard():
-            if trial.last_result:
-                status, reason = aim_layout.finished_status(trial.last_result)
-            else:
-                status, reason = "failed", "the trial ended without reporting an epoch"
-            self._finish(trial, status, reason)
+        view = _TrialView.of(trial)
+        if view.last_result:
+            status, reason = aim_layout.finished_status(view.last_result)
+        else:
+            status, reason = "failed", "the trial ended without reporting an epoch"
+        self._submit(self._finish, view, status, reason)
 
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         """Record the failure and its reason, and close the run (a restore reopens it)."""
-        with self._guard():
-            self._finish(trial, "failed", _failure_reason(trial))
+        self._submit(self._finish, _TrialView.of(trial), "failed", _failure_reason(trial))
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
-        """Close the runs still open (an interrupted experiment) and let go of the repository."""
-        with self._guard():
-            for run in self._runs.values():
-                run.close()
-        self._runs.clear()
-        self._repo = None
+        """Close the runs still open (an interrupted experiment), let go of the repository,
+        and wait until everything queued is written."""
+        self._submit(self._close_all)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
-    # -- runs ---------------------------------------------------------------------------------
+    # -- runs (on the writer thread) ----------------------------------------------------------
 
-    def _run(self, trial: Trial) -> Run | None:
+    def _submit(self, work: Callable[..., None], *args: Any) -> None:
+        if self._writer is not None:
+            self._writer.submit(lambda: self._guarded(work, *args))
+
+    def _open(self) -> None:
+        self._repo = aim_repo.open_repo(self.location)
+
+    def _track(self, trial: _TrialView, result: dict[str, Any]) -> None:
+        run = self._run(trial)
+        if run is None:
+            return
+        for p in aim_layout.epoch_points(result):
+            run.track(p.value, name=p.name, step=p.step, context=dict(p.context))
+
+    def _run(self, trial: _TrialView) -> Run | None:
         """The trial's open run: this session's, the one its folder names, or a new one."""
         if self.off or self._repo is None:
             return None
@@ -126,14 +144,23 @@ class AimTracking(tune.Callback):
         self._runs[trial.trial_id] = run
         return run
 
-    def _finish(self, trial: Trial, status: aim_layout.Status, reason: str | None) -> None:
+    def _finish(self, trial: _TrialView, status: aim_layout.Status, reason: str | None) -> None:
         run = self._run(trial)
         if run is None:
             return
-        last = trial.last_result
-        run["outcome"] = aim_layout.outcome(status, reason, last, self.spec.resources)
+        run["outcome"] = aim_layout.outcome(status, reason, trial.last_result, self.spec.resources)
         run.close()
         del self._runs[trial.trial_id]
+
+    def _close_all(self) -> None:
+        for run in self._runs.values():
+            run.close()
+        self._runs.clear()
+        self._repo = None
+
+    def _guarded(self, work: Callable[..., None], *args: Any) -> None:
+        with self._guard():
+            work(*args)
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
@@ -155,16 +182,58 @@ class AimTracking(tune.Callback):
             self._repo = None
 
 
+class _Writer:
+    """One daemon thread that runs queued work in order; ``close`` drains it and stops."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="aim writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, work: Callable[[], None]) -> None:
+        self._queue.put(work)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while (work := self._queue.get()) is not None:
+            work()
+
+
+@dataclass(frozen=True)
+class _TrialView:
+    """What the writer needs of a trial, read when the hook runs (Tune changes the trial
+    afterwards)."""
+
+    trial_id: str
+    config: dict[str, Any]
+    last_result: dict[str, Any]
+    filesystem: pyarrow.fs.FileSystem
+    path: str
+
+    @classmethod
+    def of(cls, trial: Trial) -> _TrialView:
+        return cls(
+            trial.trial_id,
+            trial.config,
+            dict(trial.last_result or {}),
+            trial.storage.storage_filesystem,
+            trial.path,
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # The trial folder: the run hash, the error
 
 
-def _hash_path(trial: Trial) -> tuple[pyarrow.fs.FileSystem, str]:
+def _hash_path(trial: _TrialView) -> tuple[pyarrow.fs.FileSystem, str]:
     """The run hash file in the trial's folder on the experiment's storage."""
-    return trial.storage.storage_filesystem, f"{trial.path}/{RUN_HASH_FILE}"
+    return trial.filesystem, f"{trial.path}/{RUN_HASH_FILE}"
 
 
-def _read_hash(trial: Trial) -> str | None:
+def _read_hash(trial: _TrialView) -> str | None:
     fs, path = _hash_path(trial)
     if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
         return None
@@ -172,7 +241,7 @@ def _read_hash(trial: Trial) -> str | None:
         return f.readall().decode().strip()
 
 
-def _write_hash(trial: Trial, run_hash: str) -> None:
+def _write_hash(trial: _TrialView, run_hash: str) -> None:
     """Write the hash to a temporary file, then move it into place."""
     fs, path = _hash_path(trial)
     fs.create_dir(trial.path, recursive=True)
