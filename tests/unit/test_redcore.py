@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import io
 import math
 from typing import Any
@@ -301,3 +303,26 @@ def test_weighter_update_uses_the_global_batch_on_every_rank() -> None:
         assert state["ema"] == pytest.approx(ema, rel=1e-6)
         assert state["advantage"] == pytest.approx(advantage, rel=1e-6)
         assert state["beta"] == pytest.approx([c / norm for c in clipped], rel=1e-6)
+
+
+def test_bf16_loss_and_gradients_follow_fp32_with_transformer_encoders() -> None:
+    """The MOSEI anchor trains RedCore in bf16 for speed; the loss and the gradients it learns
+    from must stay those of fp32 (evaluation mode: no dropout or sampling to tell apart)."""
+    spec = make_spec("sequence")
+    torch.manual_seed(0)
+    sizes = {"hidden": 32, "transformer_heads": 4, "transformer_layers": 2, "n_blocks": 3}
+    model = registry.build("redcore", sizes | {"ae_layers": (32, 16, 8)}, spec).eval()
+    batch = make_batch(spec, all_patterns(spec, copies=8))  # (56, 3), every pattern
+    fp32 = model.loss(model(batch), batch).total
+    fp32.backward()
+    expected = torch.cat([p.grad.flatten() for p in model.parameters()])
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    half.zero_grad(set_to_none=True)
+    half_batch = dataclasses.replace(
+        batch, features={k: v.to(torch.bfloat16) for k, v in batch.features.items()}
+    )
+    bf16 = half.loss(half(half_batch), half_batch).total
+    bf16.backward()
+    got = torch.cat([p.grad.float().flatten() for p in half.parameters()])
+    assert abs(bf16.item() - fp32.item()) < 0.01 * abs(fp32.item())
+    assert torch.nn.functional.cosine_similarity(got, expected, dim=0) > 0.99
