@@ -187,9 +187,12 @@ def _configure_tune() -> None:
     Tune's CSV and TensorBoard loggers repeat what ``result.json`` and Aim hold and cost the
     driver CPU on every result, so only the JSON logger runs (``_tune_study``). A trial
     checkpoints every epoch, which forces an experiment snapshot each time; that is intended,
-    so Tune need not warn about it.
+    so Tune need not warn about it. The study prints its own progress; Tune's new output engine
+    would add a banner even at ``verbose=0`` (counting 2**63 - 1 trials for an open-ended
+    search), the old one stays quiet.
     """
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 

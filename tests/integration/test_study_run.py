@@ -192,7 +192,7 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def test_worst_case_mode_searches_rates_and_reruns_the_worst(mfeat_path, tmp_path):
+def test_worst_case_mode_searches_rates_and_reruns_the_worst(mfeat_path, tmp_path, capsys):
     path = study_file(
         tmp_path,
         mfeat_path,
@@ -206,6 +206,7 @@ def test_worst_case_mode_searches_rates_and_reruns_the_worst(mfeat_path, tmp_pat
         final={"seeds": 1},
     )
     outcome = run_study(path)
+    assert "Number of trials" not in capsys.readouterr().out  # Tune's banner: 2**63 - 1 of them
     frame = pd.read_parquet(outcome.results)
     explored = frame[frame["phase"] == "worst_case"]
     rates = explored.groupby("run")[["rate.fac", "rate.fou", "rate.mor"]].first()
