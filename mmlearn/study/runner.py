@@ -15,7 +15,6 @@ trials are not re-run; interrupted ones continue from their last checkpoint).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib
 import logging
 import math
@@ -149,20 +148,15 @@ def run_study(path: str | Path, progress: Progress = _ignore) -> StudyOutcome:
         _check_search_done(setup, folder / "optuna.journal")
         _check_finals_done(spec, setup, final, folder)
         at_rest = _resources_at_rest()
-    except BaseException:
+    finally:
+        # In this thread: Ray's C++ worker ends the process if Python drops an ObjectRef while
+        # another thread is shutting it down (seen when the report was drawn meanwhile).
         if started:
             ray.shutdown()
-        raise
-    # Ray's shutdown mostly waits for its processes to exit (2 s): draw the report meanwhile
-    stopping = _in_background(ray.shutdown, "ray shutdown") if started else None
-    try:
-        report_import.join()
-        from mmlearn.report import write_report
+    report_import.join()
+    from mmlearn.report import write_report
 
-        report = write_report(folder, progress, spec=spec)
-    finally:
-        if stopping is not None:
-            stopping.join()
+    report = write_report(folder, progress, spec=spec)
     return StudyOutcome(
         folder=folder,
         results=folder / "results.parquet",
@@ -200,12 +194,9 @@ def _import_in_background(module: str) -> threading.Thread:
     """Start importing ``module`` in a thread, to overlap it with Ray's start, which mostly
     waits for Ray's processes; join the thread, then import the module as usual (an import
     error is raised there)."""
-    return _in_background(functools.partial(_try_import, module), f"import {module}")
-
-
-def _in_background(work: Callable[[], object], name: str) -> threading.Thread:
-    """Run ``work`` in a daemon thread named ``name``; the caller joins it."""
-    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread = threading.Thread(
+        target=_try_import, args=(module,), name=f"import {module}", daemon=True
+    )
     thread.start()
     return thread
 
