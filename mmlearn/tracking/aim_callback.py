@@ -84,18 +84,19 @@ class AimTracking(tune.Callback):
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         """Record the outcome, completed or pruned, and close the run."""
-        view = _TrialView.of(trial)
-        if view.last_result:
-            status, reason = aim_layout.finished_status(view.last_result)
+        last = dict(trial.last_result or {})
+        if last:
+            status, reason = aim_layout.finished_status(last)
         else:
             status, reason = "failed", "the trial ended without reporting an epoch"
-        self._submit(self._finish, view, status, reason)
+        self._submit(self._finish, _TrialView.of(trial), status, reason, last)
 
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         """Record the failure and its reason, and close the run (a restore reopens it)."""
-        self._submit(self._finish, _TrialView.of(trial), "failed", _failure_reason(trial))
+        last = dict(trial.last_result or {})
+        self._submit(self._finish, _TrialView.of(trial), "failed", _failure_reason(trial), last)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         """Close the runs still open (an interrupted experiment), let go of the repository,
@@ -144,11 +145,17 @@ class AimTracking(tune.Callback):
         self._runs[trial.trial_id] = run
         return run
 
-    def _finish(self, trial: _TrialView, status: aim_layout.Status, reason: str | None) -> None:
+    def _finish(
+        self,
+        trial: _TrialView,
+        status: aim_layout.Status,
+        reason: str | None,
+        last: dict[str, Any],
+    ) -> None:
         run = self._run(trial)
         if run is None:
             return
-        run["outcome"] = aim_layout.outcome(status, reason, trial.last_result, self.spec.resources)
+        run["outcome"] = aim_layout.outcome(status, reason, last, self.spec.resources)
         run.close()
         del self._runs[trial.trial_id]
 
@@ -209,19 +216,12 @@ class _TrialView:
 
     trial_id: str
     config: dict[str, Any]
-    last_result: dict[str, Any]
     filesystem: pyarrow.fs.FileSystem
     path: str
 
     @classmethod
     def of(cls, trial: Trial) -> _TrialView:
-        return cls(
-            trial.trial_id,
-            trial.config,
-            dict(trial.last_result or {}),
-            trial.storage.storage_filesystem,
-            trial.path,
-        )
+        return cls(trial.trial_id, trial.config, trial.storage.storage_filesystem, trial.path)
 
 
 # ---------------------------------------------------------------------------------------------
