@@ -103,6 +103,11 @@ def overhead(wall: float, trials: list[TrialTime], concurrency: int) -> float:
     return wall / (sum(t.wall for t in trials) / concurrency) - 1.0
 
 
+def fixed_cost(wall: float, trials: list[TrialTime], concurrency: int) -> float:
+    """The same in seconds: wall time beyond the trials' wall time over ``concurrency``."""
+    return wall - sum(t.wall for t in trials) / concurrency
+
+
 def run_study(path: Path) -> float:
     """Wall seconds of ``mmlearn study run PATH`` in a fresh process."""
     started = time.perf_counter()
@@ -120,17 +125,17 @@ def time_quickstart() -> tuple[float, float, float, int]:
     subprocess.run(["make", "study", "NAME=quickstart"], check=True, capture_output=True)
     wall = time.perf_counter() - started
     trials = trial_times(Path("runs/quickstart"))
-    return wall, overhead(wall, trials, 2), wall - sum(t.wall for t in trials) / 2, len(trials)
+    return wall, overhead(wall, trials, 2), fixed_cost(wall, trials, 2), len(trials)
 
 
 def ray_start_stop() -> float:
-    """Seconds a fresh process takes to start a local Ray as a study does and shut it down:
-    the part of every study's fixed cost that belongs to Ray."""
+    """Seconds a fresh process takes to start a local Ray as a study does (the runner's own
+    ``_start_ray``) and shut it down: the part of every study's fixed cost that belongs to Ray."""
     code = (
-        "import os, time, ray\n"
+        "import time, ray\n"
+        "from mmlearn.study.runner import _start_ray\n"
         "t = time.perf_counter()\n"
-        "ray.init(num_cpus=os.cpu_count(), include_dashboard=True, "
-        "dashboard_host='127.0.0.1', log_to_driver=False)\n"
+        "_start_ray()\n"
         "ray.shutdown()\n"
         "print(time.perf_counter() - t)\n"
     )
@@ -150,7 +155,7 @@ def time_long_quickstart(folder: Path) -> tuple[float, float, float]:
     path.write_text(yaml.safe_dump(study))
     wall = run_study(path)
     trials = trial_times(folder / "runs" / "quickstart_long")
-    return wall, overhead(wall, trials, 2), wall - sum(t.wall for t in trials) / 2
+    return wall, overhead(wall, trials, 2), fixed_cost(wall, trials, 2)
 
 
 def main() -> None:
