@@ -48,7 +48,7 @@ from mmlearn.study.search import (
     scheduler_for,
 )
 from mmlearn.study.spec import Cell, StudySpec
-from mmlearn.study.trial import TrialSetup, run_trial
+from mmlearn.study.trial import TrialSetup, run_trial, trial_trainable
 from mmlearn.tracking import tracking_callbacks
 
 log = logging.getLogger(__name__)
@@ -344,7 +344,7 @@ def _trainable(setup: TrialSetup) -> Any:
     An in-process trial holds its worker's CPUs and GPUs; a Train driver holds one driver slot
     only, and its ``TorchTrainer`` asks Ray for the workers' own resources.
     """
-    fn = tune.with_parameters(run_trial, setup=setup)
+    fn = trial_trainable(tune.with_parameters(run_trial, setup=setup))
     if setup.workers == 1:
         return tune.with_resources(fn, {"cpu": setup.cpus, "gpu": setup.gpus})
     return tune.with_resources(fn, {"cpu": 0, DRIVER_RESOURCE: 1})
