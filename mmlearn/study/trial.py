@@ -32,6 +32,7 @@ import torch.distributed as dist
 from ray import tune
 from ray.train._internal.session import _TrainingResult
 from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+from ray.tune.result import TRAINING_ITERATION
 from ray.tune.trainable.function_trainable import wrap_function
 
 from mmlearn.data.store import open_store
@@ -184,7 +185,7 @@ def trial_trainable(fn: Any) -> type:
 
 def newest_existing(result: _TrainingResult) -> _TrainingResult | None:
     """``result`` if its checkpoint exists, else one for the newest ``checkpoint_*`` folder
-    beside it (the same metrics), or None if there is none."""
+    beside it (its metrics with that checkpoint's iteration), or None if there is none."""
     fs, path = result.checkpoint.filesystem, result.checkpoint.path
     if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
         return result
@@ -198,7 +199,12 @@ def newest_existing(result: _TrainingResult) -> _TrainingResult | None:
     if not names:
         return None
     newest = ray.train.Checkpoint(posixpath.join(folder, names[-1]), filesystem=fs)
-    return _TrainingResult(checkpoint=newest, metrics=result.metrics)
+    # A trial checkpoints every epoch, so checkpoint_k is iteration k + 1: the count that
+    # ASHA and the searcher read (a full-length trial must not look stopped early)
+    iteration = int(names[-1].removeprefix("checkpoint_")) + 1
+    return _TrainingResult(
+        checkpoint=newest, metrics={**result.metrics, TRAINING_ITERATION: iteration}
+    )
 
 
 class _TorchTrainer(ray.train.torch.TorchTrainer):

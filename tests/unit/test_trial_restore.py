@@ -27,7 +27,7 @@ def test_a_deleted_checkpoint_falls_back_to_the_newest_beside_it(tmp_path):
     found = newest_existing(result_for(tmp_path / "checkpoint_000001"))
     assert found is not None
     assert found.checkpoint.path == str(tmp_path / "checkpoint_000010")
-    assert found.metrics == {"training_iteration": 2}
+    assert found.metrics == {"training_iteration": 11}  # checkpoint_k is iteration k + 1
 
 
 def test_no_checkpoint_left_means_a_fresh_start(tmp_path):
