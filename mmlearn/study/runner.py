@@ -14,7 +14,6 @@ trials are not re-run; interrupted ones continue from their last checkpoint).
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import logging
 import math
@@ -42,6 +41,7 @@ from mmlearn.study.load import load_study
 from mmlearn.study.results import RunRecord
 from mmlearn.study.search import (
     MAX_FAILED,
+    RUN_ATTR,
     CellSearch,
     CellSearcher,
     journal_storage,
@@ -422,46 +422,66 @@ def _tune_study(spec: StudySpec, setup: TrialSetup, folder: Path, progress: Prog
 def _write_results(
     spec: StudySpec, setup: TrialSetup, grid: ResultGrid, folder: Path
 ) -> pd.DataFrame:
-    """Write the rows of every trial that reported to ``results.parquet``; the final rows.
+    """Write the rows of every search trial and final run to ``results.parquet``; the final rows.
 
-    Search rows hold a trial's last validation metrics and its Optuna state; in worst-case mode
-    they are phase ``worst_case`` and carry the rates the trial drew. Final rows hold the
-    validation metrics of the epoch selected and the test metrics of that epoch.
+    Search rows come from the Optuna journal (``search_rows``), final rows from Tune's
+    results: each holds the validation metrics of the epoch selected and the test metrics of
+    that epoch.
     """
-    storage = journal_storage(folder / "optuna.journal")
-    states = {
-        cell: {t.number: t.state.name for t in _trials(storage, cell)} for cell in setup.cells
-    }
-    search_phase = "worst_case" if spec.mode == "worst_case" else "search"
-    search: list[dict[str, Any]] = []
     final: list[dict[str, Any]] = []
     for result in grid:
-        metrics, config = result.metrics or {}, result.config
-        if config.get("phase") == "search" and "val" in metrics:
-            record = _record(setup, result, search_phase)
-            state = states[record.cell.id].get(config["number"])
-            search += results.rows(spec, dataclasses.replace(record, state=state))
-        elif config.get("phase") == "final" and "test" in metrics:
-            final += results.rows(spec, _record(setup, result, "final"))
+        if result.config.get("phase") == "final" and "test" in (result.metrics or {}):
+            final += results.rows(spec, _final_record(setup, result))
+    search = _search_rows(spec, setup, folder / "optuna.journal")
     results.write(folder / "results.parquet", pd.DataFrame(search + final))
     return pd.DataFrame(final)
 
 
-def _record(setup: TrialSetup, result: Any, phase: str) -> RunRecord:
-    """The run record of a trial's last result (a final run's holds its test metrics)."""
+def _search_rows(spec: StudySpec, setup: TrialSetup, journal: Path) -> list[dict[str, Any]]:
+    """The rows of every search trial that reported, with its Optuna state.
+
+    They are read from the journal, which the searcher writes before Tune's experiment state
+    reaches storage, so a study resumed after ``kill -9`` has the rows of every trial Optuna
+    counts. In worst-case mode they are phase ``worst_case`` and carry the rates drawn.
+    """
+    storage = journal_storage(journal)
+    phase = "worst_case" if spec.mode == "worst_case" else "search"
+    rows: list[dict[str, Any]] = []
+    for cell in setup.cells.values():
+        for trial in _trials(storage, cell.id):
+            run = trial.user_attrs.get(RUN_ATTR)
+            if run is None or not trial.state.is_finished():
+                continue
+            record = RunRecord(
+                cell=cell,
+                phase=phase,
+                run=run["trial_id"],
+                seed=cell.train.seed,
+                values=worst_case.without_rates(trial.params),
+                epochs=run["epoch"],
+                seconds=run["seconds"],
+                val=run["val"],
+                state=trial.state.name,
+                rates=setup.rates(cell, trial.params),
+            )
+            rows += results.rows(spec, record)
+    return rows
+
+
+def _final_record(setup: TrialSetup, result: Any) -> RunRecord:
+    """The run record of a final run's last result (its test metrics)."""
     metrics, config = result.metrics, result.config
     cell = setup.cells[config["cell"]]
-    final = phase == "final"
     return RunRecord(
         cell=cell,
-        phase=phase,
+        phase="final",
         run=str(metrics["trial_id"]),
         seed=int(config["seed"]),
         values=worst_case.without_rates(config["values"]),
         epochs=int(metrics["epoch"]),
         seconds=float(metrics["time_total_s"]),
-        val=metrics["best_val"] if final else metrics["val"],
-        test=metrics["test"] if final else None,
+        val=metrics["best_val"],
+        test=metrics["test"],
         rates=setup.rates(cell, config["values"]),
     )
 

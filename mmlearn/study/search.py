@@ -45,6 +45,33 @@ MAX_FAILED = 3
 """Failed trials after which a cell gets no more trials (a crash that repeats is not retried
 forever); the study then stops with an error that names the cell."""
 
+RUN_ATTR = "run"
+"""The Optuna user attribute that holds what ``results.parquet`` keeps of a finished search
+trial (``run_summary``). The searcher sets it just before it tells Optuna, so every finished
+trial in the journal has it, even when a killed driver left Tune's experiment state on storage
+behind (Tune uploads that state in the background)."""
+
+_VAL_PATTERNS = "val/patterns/"
+"""Prefix of the per-pattern validation metrics in Tune's flattened results."""
+
+
+def run_summary(result: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What a search trial's row needs of its last flattened Tune result: the Tune trial id,
+    the epoch, wall seconds and the validation metrics per pattern; None without them."""
+    patterns: dict[str, dict[str, Any]] = {}
+    for key, value in result.items():
+        if key.startswith(_VAL_PATTERNS):
+            pattern, metric = key[len(_VAL_PATTERNS) :].rsplit("/", 1)
+            patterns.setdefault(pattern, {})[metric] = value
+    if not patterns:
+        return None
+    return {
+        "trial_id": str(result["trial_id"]),
+        "epoch": int(result["epoch"]),
+        "seconds": float(result["time_total_s"]),
+        "val": {"patterns": patterns},
+    }
+
 
 @dataclass(frozen=True)
 class CellSearch:
@@ -140,12 +167,15 @@ class CellSearcher(Searcher):
         self.live: dict[str, tuple[str, int, int]] = {}
         # cell id -> final runs handed out (cells without a COMPLETE trial: final_seeds)
         self.finals: dict[str, int] = {}
+        # Tune trial id -> its last result this session (what a failed trial's row holds)
+        self._latest: dict[str, Mapping[str, Any]] = {}
         self._studies: dict[str, optuna.Study] | None = None
         self._storage: JournalStorage | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_studies"] = state["_storage"] = None  # reopened from the journal
+        state["_latest"] = {}
         return state
 
     @property
@@ -265,6 +295,7 @@ class CellSearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """Report the epoch's score to Optuna as an intermediate value."""
+        self._latest[trial_id] = result
         self._report(trial_id, result)
 
     def on_trial_complete(
@@ -273,13 +304,19 @@ class CellSearcher(Searcher):
         """Tell Optuna: FAIL on error, PRUNED if stopped early, else COMPLETE with the score.
 
         Tune hands a result that stops a trial (ASHA's decision, or the last epoch) to
-        ``on_trial_complete`` only, so its intermediate value is reported here first.
+        ``on_trial_complete`` only, so its intermediate value is reported here first. The
+        trial's last result (for an error: its last this session) is kept in the journal as
+        ``RUN_ATTR`` before Optuna is told.
         """
+        latest = self._latest.pop(trial_id, None)
         trial = self._trial(trial_id)
         if trial is None:
             return
         if result and not error:
             self._report(trial_id, result)
+        summary = run_summary(result or latest or {})
+        if summary is not None:
+            trial.set_user_attr(RUN_ATTR, summary)
         cell_id, _, _ = self.live.pop(trial_id)
         study = self.studies[cell_id]
         if error or not result or not math.isfinite(result.get(METRIC, math.nan)):

@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 
 from mmlearn.space import parse_dimension
-from mmlearn.study.search import CellSearch, CellSearcher, journal_storage
+from mmlearn.study.search import RUN_ATTR, CellSearch, CellSearcher, journal_storage
 
 EPOCHS = 3
 
@@ -69,3 +69,36 @@ def test_final_runs_start_when_their_cell_is_done_and_others_still_search(tmp_pa
         for cell in ("c1", "c2")
     }
     assert states == {"c1": ["COMPLETE", "COMPLETE"], "c2": ["PRUNED", "PRUNED"]}
+
+
+def _flat(trial_id: str, epoch: int, score: float) -> dict[str, object]:
+    """A flattened Tune result of a trial's epoch, as the searcher receives it."""
+    return {
+        "trial_id": trial_id, "epoch": epoch, "training_iteration": epoch, "score": score,
+        "time_total_s": 2.0 * epoch, "val/mean/acc": score,
+        "val/patterns/a+b/acc": score, "val/patterns/a/acc": score - 0.1,
+    }  # fmt: skip
+
+
+def test_every_finished_trial_keeps_its_last_result_in_the_journal(tmp_path: Path) -> None:
+    journal = tmp_path / "optuna.journal"
+    searcher = _searcher(journal, ("c1", "c2"))
+    cells = [searcher.suggest(t)["cell"] for t in ("t1", "t2", "t3")]  # type: ignore[index]
+    assert cells == ["c1", "c2", "c1"]
+    searcher.on_trial_result("t1", _flat("t1", 1, 0.5))
+    searcher.on_trial_complete("t1", _flat("t1", EPOCHS, 0.75))
+    searcher.on_trial_result("t2", _flat("t2", 1, 0.25))
+    searcher.on_trial_complete("t2", error=True)  # Tune hands no result with an error
+    searcher.on_trial_complete("t3", {"training_iteration": 1, "score": 0.5})  # no metrics
+
+    storage = journal_storage(journal)
+    complete, pruned = optuna.load_study(study_name="c1", storage=storage).trials
+    (failed,) = optuna.load_study(study_name="c2", storage=storage).trials
+    assert complete.state.name == "COMPLETE" and failed.state.name == "FAIL"
+    assert complete.user_attrs[RUN_ATTR] == {
+        "trial_id": "t1", "epoch": EPOCHS, "seconds": 6.0,
+        "val": {"patterns": {"a+b": {"acc": 0.75}, "a": {"acc": 0.65}}},
+    }  # fmt: skip
+    assert failed.user_attrs[RUN_ATTR]["epoch"] == 1  # its last result this session
+    assert failed.user_attrs[RUN_ATTR]["val"]["patterns"]["a+b"] == {"acc": 0.25}
+    assert pruned.state.name == "PRUNED" and RUN_ATTR not in pruned.user_attrs
