@@ -295,7 +295,7 @@ class _StudyProgress(tune.Callback):
         self.budgets = dict(budgets)
         self.mode = spec.search_mode
         self.metric = spec.objective.metric
-        self.finals = spec.final.seeds * len(budgets)
+        self.seeds = spec.final.seeds
         self.finals_done = 0
         self.progress = progress
 
@@ -307,13 +307,24 @@ class _StudyProgress(tune.Callback):
         result = trial.last_result or {}
         score = result.get("test", {}).get("mean", {}).get(self.metric, math.nan)
         self.progress(
-            f"final {self.finals_done}/{self.finals} runs | {trial.config['cell']} seed "
+            f"final {self.finals_done}/{self.finals_expected()} runs | {trial.config['cell']} seed "
             f"{trial.config['seed']}: test {self.metric} {score:.4f}"
         )
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:  # noqa: D102
         kind = "trial" if trial.config["phase"] == "search" else "final run"
         self.progress(f"{kind} {trial.trial_id} failed; see {trial.local_path}")
+
+    def finals_expected(self) -> int:
+        """Final runs of the study as far as known: every cell's seeds, less those of cells
+        whose search ended without a COMPLETE trial (they get none)."""
+        storage = journal_storage(self.journal)
+        barren = 0
+        for cell, budget in self.budgets.items():
+            states = [t.state for t in _trials(storage, cell)]
+            ended = sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) >= budget
+            barren += ended and TrialState.COMPLETE not in states
+        return self.seeds * (len(self.budgets) - barren)
 
     def search_line(self) -> str:
         """``search D/N trials | cell d/n best s | ...`` from the Optuna journal."""

@@ -103,7 +103,9 @@ def test_prints_progress_a_final_table_and_a_report(finished_study):
     lines, outcome = finished_study.lines, finished_study.first
     total = TRIALS * len(CELLS)
     assert any(line.startswith(f"search {total}/{total} trials") for line in lines), lines
-    assert sum(line.startswith("final ") for line in lines) == SEEDS * len(CELLS), lines
+    finals = SEEDS * len(CELLS)
+    assert sum(line.startswith("final ") for line in lines) == finals, lines
+    assert any(line.startswith(f"final {finals}/{finals} runs") for line in lines), lines
     for cell in CELLS:
         assert any(
             line.startswith(cell) and f"({SEEDS} seeds)" in line

@@ -1,0 +1,51 @@
+"""The study's progress lines count trials and final runs from the Optuna journal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from mmlearn.study import load_study
+from mmlearn.study.runner import _StudyProgress
+from mmlearn.study.search import journal_storage
+
+STUDY = {
+    "name": "tiny",
+    "data": {"source": "mfeat", "options": {"views": ["fac", "fou", "mor"]}},
+    "train": {"epochs": 4},
+    "conditions": [{"name": "c", "rates": {"fac": 0.8, "fou": 0.2}}],
+    "methods": ["early_fusion", "late_fusion"],
+    "search": {"sampler": "random", "trials_per_cell": 2, "seed": 0},
+    "final": {"seeds": 3},
+}
+
+
+def _finish(study: optuna.Study, state: TrialState, value: float | None = None) -> None:
+    study.tell(study.ask(), value, state=state)
+
+
+def test_cells_whose_search_ends_without_a_complete_trial_get_no_final_runs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(STUDY))
+    spec = load_study(path)
+    journal = tmp_path / "optuna.journal"
+    lines: list[str] = []
+    progress = _StudyProgress(journal, {c.id: c.trials for c in spec.cells()}, spec, lines.append)
+    early, late = (
+        optuna.create_study(study_name=c.id, storage=journal_storage(journal), direction="maximize")
+        for c in spec.cells()
+    )
+    _finish(early, TrialState.COMPLETE, 0.5)
+    _finish(early, TrialState.COMPLETE, 0.75)
+    _finish(late, TrialState.PRUNED)
+    assert progress.finals_expected() == 6  # late_fusion's search is still open
+    _finish(late, TrialState.PRUNED)
+    assert progress.finals_expected() == 3
+    assert progress.search_line() == (
+        "search 4/4 trials | early_fusion@c 2/2 best 0.7500 | late_fusion@c 2/2 best -"
+    )
