@@ -47,9 +47,10 @@ forever); the study then stops with an error that names the cell."""
 
 RUN_ATTR = "run"
 """The Optuna user attribute that holds what ``results.parquet`` keeps of a finished search
-trial (``run_summary``). The searcher sets it just before it tells Optuna, so every finished
-trial in the journal has it, even when a killed driver left Tune's experiment state on storage
-behind (Tune uploads that state in the background)."""
+trial (``run_summary``) and what Optuna is told of it (``state``, ``value``). The searcher sets
+it just before the tell, so every finished trial in the journal has it, even when a killed
+driver left Tune's experiment state on storage behind (Tune uploads that state in the
+background); a trial the driver died between the two is told on restart."""
 
 _VAL_PATTERNS = "val/patterns/"
 """Prefix of the per-pattern validation metrics in Tune's flattened results."""
@@ -199,11 +200,16 @@ class CellSearcher(Searcher):
             owned = {optuna_id for _, optuna_id, _ in self.live.values()}
             for study in self._studies.values():
                 for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                    if t._trial_id not in owned:
-                        log.warning(
-                            "%s: trial %d was left RUNNING; marked FAIL", study.study_name, t.number
-                        )
-                        study.tell(t.number, state=TrialState.FAIL)
+                    if t._trial_id in owned:
+                        continue
+                    run = t.user_attrs.get(RUN_ATTR)
+                    if run is not None:  # its end was recorded, the driver died before the tell
+                        study.tell(t.number, run["value"], state=TrialState[run["state"]])
+                        continue
+                    log.warning(
+                        "%s: trial %d was left RUNNING; marked FAIL", study.study_name, t.number
+                    )
+                    study.tell(t.number, state=TrialState.FAIL)
         return self._studies
 
     def _tally(self) -> dict[str, Counter[TrialState]]:
@@ -314,17 +320,22 @@ class CellSearcher(Searcher):
             return
         if result and not error:
             self._report(trial_id, result)
+        cell_id, _, _ = self.live.pop(trial_id)
+        state, value = self._outcome(result, error)
         summary = run_summary(result or latest or {})
         if summary is not None:
-            trial.set_user_attr(RUN_ATTR, summary)
-        cell_id, _, _ = self.live.pop(trial_id)
-        study = self.studies[cell_id]
+            trial.set_user_attr(RUN_ATTR, {**summary, "state": state.name, "value": value})
+        self.studies[cell_id].tell(trial, value, state=state)
+
+    def _outcome(
+        self, result: Mapping[str, Any] | None, error: bool
+    ) -> tuple[TrialState, float | None]:
+        """The state and value Optuna is told of a trial that ended with ``result``."""
         if error or not result or not math.isfinite(result.get(METRIC, math.nan)):
-            study.tell(trial, state=TrialState.FAIL)
-        elif result[EPOCH] < self.max_epochs:
-            study.tell(trial, state=TrialState.PRUNED)
-        else:
-            study.tell(trial, float(result[METRIC]), state=TrialState.COMPLETE)
+            return TrialState.FAIL, None
+        if result[EPOCH] < self.max_epochs:
+            return TrialState.PRUNED, None
+        return TrialState.COMPLETE, float(result[METRIC])
 
     def save(self, checkpoint_path: str) -> None:
         """Save the live-trial map and the final runs handed out; the studies live in the

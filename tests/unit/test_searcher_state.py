@@ -98,7 +98,28 @@ def test_every_finished_trial_keeps_its_last_result_in_the_journal(tmp_path: Pat
     assert complete.user_attrs[RUN_ATTR] == {
         "trial_id": "t1", "epoch": EPOCHS, "seconds": 6.0,
         "val": {"patterns": {"a+b": {"acc": 0.75}, "a": {"acc": 0.65}}},
+        "state": "COMPLETE", "value": 0.75,
     }  # fmt: skip
     assert failed.user_attrs[RUN_ATTR]["epoch"] == 1  # its last result this session
     assert failed.user_attrs[RUN_ATTR]["val"]["patterns"]["a+b"] == {"acc": 0.25}
     assert pruned.state.name == "PRUNED" and RUN_ATTR not in pruned.user_attrs
+
+
+def test_a_restarted_searcher_tells_optuna_what_the_dead_driver_recorded(tmp_path: Path) -> None:
+    journal = tmp_path / "optuna.journal"
+    searcher = _searcher(journal)
+    searcher.suggest("t1")
+    searcher.suggest("t2")
+    study = optuna.load_study(study_name="c1", storage=journal_storage(journal))
+    recorded, lost = study.trials
+    # The driver died after recording t1's end and before telling Optuna; t2 was mid-run.
+    summary = {"trial_id": "t1", "epoch": EPOCHS, "seconds": 6.0, "val": {"patterns": {}}}
+    optuna.Trial(study, recorded._trial_id).set_user_attr(
+        RUN_ATTR, {**summary, "state": "COMPLETE", "value": 0.5}
+    )
+
+    restarted = _searcher(journal)  # no live trials: Tune knew neither
+    assert restarted.suggest("t3") is not None  # t2's replacement
+    recorded, lost, _ = optuna.load_study(study_name="c1", storage=journal_storage(journal)).trials
+    assert (recorded.state.name, recorded.value) == ("COMPLETE", 0.5)
+    assert lost.state.name == "FAIL"
