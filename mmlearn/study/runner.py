@@ -35,7 +35,7 @@ from ray.tune.logger import JsonLoggerCallback
 
 from mmlearn.errors import ConfigError, MmlearnError
 from mmlearn.space import Dimension
-from mmlearn.study import results, worst_case
+from mmlearn.study import results, snapshots, worst_case
 from mmlearn.study.drivers import DRIVER_RESOURCE, DRIVER_SLOTS, train_env
 from mmlearn.study.load import load_study
 from mmlearn.study.results import RunRecord
@@ -384,9 +384,17 @@ def _tune_study(spec: StudySpec, setup: TrialSetup, folder: Path, progress: Prog
     trainable = _trainable(setup)
     experiment = folder / EXPERIMENT
     if tune.Tuner.can_restore(str(experiment)):
-        log.info("resuming the study in %s", experiment)
-        tuner = tune.Tuner.restore(str(experiment), trainable, resume_errored=True)
-        return tuner.fit()
+        torn = snapshots.set_aside_torn(experiment)
+        if torn:
+            progress(
+                f"tune: the snapshot of {experiment} that the interrupted run was writing is "
+                f"torn; set aside as *{snapshots.TORN}"
+            )
+        if snapshots.has_snapshot(experiment):
+            log.info("resuming the study in %s", experiment)
+            tuner = tune.Tuner.restore(str(experiment), trainable, resume_errored=True)
+            return tuner.fit()
+        progress("tune: no earlier snapshot is left; a new experiment resumes the Optuna journal")
     cells = spec.cells()
     journal = folder / "optuna.journal"
     mode = spec.search_mode

@@ -21,7 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from mmlearn.study import worst_case
-from mmlearn.study.runner import run_study
+from mmlearn.study.runner import StudyOutcome, run_study
 from tests.integration.studies import (
     CELLS,
     MAX_EPOCHS,
@@ -149,8 +149,12 @@ def _finished(journal: Path) -> int:
     return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in found)
 
 
-def test_a_killed_driver_resumes_with_exact_trial_counts(mfeat_path, tmp_path):
-    trials = 4
+KILLED_TRIALS = 4
+
+
+def _kill_midway(mfeat_path: Path, tmp_path: Path) -> Path:
+    """Start a 1-cell study of ``KILLED_TRIALS`` trials in its own process and SIGKILL the
+    driver once 2 trials finished; the study file."""
     methods = [{"name": "early_fusion", "fixed": {"hidden": 16, "cls_layers": [16]},
                 "space": {"train.lr": {"loguniform": [1e-4, 1e-2]}}}]  # fmt: skip
     path = study_file(
@@ -158,7 +162,7 @@ def test_a_killed_driver_resumes_with_exact_trial_counts(mfeat_path, tmp_path):
         mfeat_path,
         name="killed",
         methods=methods,
-        search={"sampler": "tpe", "trials_per_cell": trials, "seed": 0},
+        search={"sampler": "tpe", "trials_per_cell": KILLED_TRIALS, "seed": 0},
         resources={"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": 1},
         final={"seeds": 1},
     )
@@ -176,16 +180,41 @@ def test_a_killed_driver_resumes_with_exact_trial_counts(mfeat_path, tmp_path):
         driver.wait()
     finally:
         _kill_group(driver.pid)
-    outcome = run_study(path)
-    found = trials_of(journal, ("early_fusion@c1",))["early_fusion@c1"]
+    return path
+
+
+def _assert_exact_counts(outcome: StudyOutcome) -> None:
+    """Every trial of the killed study once in the journal and in the results, and its final
+    run."""
+    found = trials_of(outcome.journal, ("early_fusion@c1",))["early_fusion@c1"]
     done = [t for t in found if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(done) == trials
+    assert len(done) == KILLED_TRIALS
     assert all(t.state == TrialState.FAIL for t in found if t not in done)
     frame = pd.read_parquet(outcome.results)
     search = frame[frame["phase"] == "search"]
-    assert search["run"].nunique() == trials and len(search) == trials * len(PATTERNS)
+    assert search["run"].nunique() == KILLED_TRIALS
+    assert len(search) == KILLED_TRIALS * len(PATTERNS)
     final = frame[frame["phase"] == "final"]
     assert len(final) == len(PATTERNS) and final["test.macro_f1"].notna().all()
+
+
+def test_a_killed_driver_resumes_with_exact_trial_counts(mfeat_path, tmp_path):
+    path = _kill_midway(mfeat_path, tmp_path)
+    _assert_exact_counts(run_study(path))
+
+
+def test_a_snapshot_torn_by_the_kill_is_set_aside_and_the_journal_resumes(mfeat_path, tmp_path):
+    path = _kill_midway(mfeat_path, tmp_path)
+    experiment = tmp_path / "runs" / "killed" / "tune"
+    snapshot = sorted(experiment.glob("*_state-*.json")) + sorted(experiment.glob("searcher-*"))
+    assert len(snapshot) == 3
+    for file in snapshot:  # what a kill during Tune's copy to storage leaves
+        file.write_bytes(b"")
+    lines: list[str] = []
+    outcome = run_study(path, lines.append)
+    _assert_exact_counts(outcome)
+    assert any("torn; set aside" in line for line in lines), lines
+    assert all(file.with_name(file.name + ".torn").exists() for file in snapshot)
 
 
 def _kill_group(pid: int) -> None:
