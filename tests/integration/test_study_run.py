@@ -1,8 +1,8 @@
 """`mmlearn study run` on a real local Ray, a real Optuna journal and DeepSpeed on CPU.
 
 SLOW: the shared study (``finished_study``: 2 cells x 3 trials of 2-worker Ray Train trials with
-ASHA, then 2 final seeds per cell, then a rerun) takes about 4 minutes on 2 cores; the driver
-kill test and the worst-case study about a minute each.
+ASHA, then 2 final seeds per cell, then a rerun) takes about 2 minutes on 2 cores; the two
+driver-kill tests and the worst-case study under a minute each.
 """
 
 from __future__ import annotations
