@@ -298,6 +298,17 @@ class _StudyProgress(tune.Callback):
         self.seeds = spec.final.seeds
         self.finals_done = 0
         self.progress = progress
+        self._storage: optuna.storages.BaseStorage | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_storage": None}  # reopened on first use
+
+    @property
+    def storage(self) -> optuna.storages.BaseStorage:
+        """The Optuna journal, opened once: each later read parses only what was appended."""
+        if self._storage is None:
+            self._storage = journal_storage(self.journal)
+        return self._storage
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:  # noqa: D102
         if trial.config["phase"] == "search":
@@ -318,20 +329,18 @@ class _StudyProgress(tune.Callback):
     def finals_expected(self) -> int:
         """Final runs of the study as far as known: every cell's seeds, less those of cells
         whose search ended without a COMPLETE trial (they get none)."""
-        storage = journal_storage(self.journal)
         barren = 0
         for cell, budget in self.budgets.items():
-            states = [t.state for t in _trials(storage, cell)]
+            states = [t.state for t in _trials(self.storage, cell)]
             ended = sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) >= budget
             barren += ended and TrialState.COMPLETE not in states
         return self.seeds * (len(self.budgets) - barren)
 
     def search_line(self) -> str:
         """``search D/N trials | cell d/n best s | ...`` from the Optuna journal."""
-        storage = journal_storage(self.journal)
         done, parts = 0, []
         for cell, budget in self.budgets.items():
-            trials = _trials(storage, cell)
+            trials = _trials(self.storage, cell)
             finished = [t for t in trials if t.state.is_finished()]
             complete = [t.value for t in finished if t.state == TrialState.COMPLETE]
             pick = max if self.mode == "max" else min
@@ -443,7 +452,7 @@ def _write_results(
 ) -> pd.DataFrame:
     """Write the rows of every search trial and final run to ``results.parquet``; the final rows.
 
-    Search rows come from the Optuna journal (``search_rows``), final rows from Tune's
+    Search rows come from the Optuna journal (``_search_rows``), final rows from Tune's
     results: each holds the validation metrics of the epoch selected and the test metrics of
     that epoch.
     """

@@ -35,11 +35,9 @@ def set_aside_torn(experiment: Path) -> list[str]:
     torn = []
     for session in _sessions(experiment):
         files = {experiment / t.format(session): kind for t, kind in SNAPSHOT.items()}
-        files |= {
-            experiment / t.format(session): kind
-            for t, kind in OPTIONAL.items()
-            if (experiment / t.format(session)).exists()
-        }
+        for template, kind in OPTIONAL.items():
+            if (path := experiment / template.format(session)).exists():
+                files[path] = kind
         if all(_whole(path, kind) for path, kind in files.items()):
             break
         for path in files:
