@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
-import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +54,7 @@ class AimTracking(tune.Callback):
         self.off = False
         self._repo: Repo | None = None
         self._runs: dict[str, Run] = {}
-        self._writer: _Writer | None = None
+        self._writer: ThreadPoolExecutor | None = None  # one thread: work runs in order
 
     def __getstate__(self) -> dict[str, Any]:
         """What Tune pickles with the experiment: no repository, runs or writer thread."""
@@ -65,7 +64,7 @@ class AimTracking(tune.Callback):
 
     def setup(self, **info: Any) -> None:
         """Start the writer and open the repository before the first trial starts."""
-        self._writer = _Writer()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aim-writer")
         self._submit(self._open)
 
     def on_trial_start(
@@ -103,14 +102,14 @@ class AimTracking(tune.Callback):
         and wait until everything queued is written."""
         self._submit(self._close_all)
         if self._writer is not None:
-            self._writer.close()
+            self._writer.shutdown(wait=True)
             self._writer = None
 
     # -- runs (on the writer thread) ----------------------------------------------------------
 
     def _submit(self, work: Callable[..., None], *args: Any) -> None:
         if self._writer is not None:
-            self._writer.submit(lambda: self._guarded(work, *args))
+            self._writer.submit(self._guarded, work, *args)
 
     def _open(self) -> None:
         self._repo = aim_repo.open_repo(self.location)
@@ -187,26 +186,6 @@ class AimTracking(tune.Callback):
                     run.close()
             self._runs.clear()
             self._repo = None
-
-
-class _Writer:
-    """One daemon thread that runs queued work in order; ``close`` drains it and stops."""
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name="aim writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, work: Callable[[], None]) -> None:
-        self._queue.put(work)
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while (work := self._queue.get()) is not None:
-            work()
 
 
 @dataclass(frozen=True)
