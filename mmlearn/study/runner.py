@@ -144,9 +144,10 @@ def run_study(path: str | Path, progress: Progress = _ignore) -> StudyOutcome:
     try:
         _check_cluster(spec, path)
         grid = _tune_study(spec, setup, folder, progress)
-        final = _write_results(spec, setup, grid, folder)
-        _check_search_done(setup, folder / "optuna.journal")
-        _check_finals_done(spec, setup, final, folder)
+        journal = journal_storage(folder / "optuna.journal")  # read once: each open replays it
+        final = _write_results(spec, setup, grid, journal, folder)
+        _check_search_done(setup, journal, folder)
+        _check_finals_done(spec, setup, final, journal, folder)
         at_rest = _resources_at_rest()
     finally:
         # In this thread: Ray's C++ worker ends the process if Python drops an ObjectRef while
@@ -448,7 +449,11 @@ def _tune_study(spec: StudySpec, setup: TrialSetup, folder: Path, progress: Prog
 
 
 def _write_results(
-    spec: StudySpec, setup: TrialSetup, grid: ResultGrid, folder: Path
+    spec: StudySpec,
+    setup: TrialSetup,
+    grid: ResultGrid,
+    journal: optuna.storages.BaseStorage,
+    folder: Path,
 ) -> pd.DataFrame:
     """Write the rows of every search trial and final run to ``results.parquet``; the final rows.
 
@@ -460,23 +465,24 @@ def _write_results(
     for result in grid:
         if result.config.get("phase") == "final" and "test" in (result.metrics or {}):
             final += results.rows(spec, _final_record(setup, result))
-    search = _search_rows(spec, setup, folder / "optuna.journal")
+    search = _search_rows(spec, setup, journal)
     results.write(folder / "results.parquet", pd.DataFrame(search + final))
     return pd.DataFrame(final)
 
 
-def _search_rows(spec: StudySpec, setup: TrialSetup, journal: Path) -> list[dict[str, Any]]:
+def _search_rows(
+    spec: StudySpec, setup: TrialSetup, journal: optuna.storages.BaseStorage
+) -> list[dict[str, Any]]:
     """The rows of every search trial that reported, with its Optuna state.
 
     They are read from the journal, which the searcher writes before Tune's experiment state
     reaches storage, so a study resumed after ``kill -9`` has the rows of every trial Optuna
     counts. In worst-case mode they are phase ``worst_case`` and carry the rates drawn.
     """
-    storage = journal_storage(journal)
     phase = "worst_case" if spec.mode == "worst_case" else "search"
     rows: list[dict[str, Any]] = []
     for cell in setup.cells.values():
-        for trial in _trials(storage, cell.id):
+        for trial in _trials(journal, cell.id):
             run = trial.user_attrs.get(RUN_ATTR)
             if run is None or not trial.state.is_finished():
                 continue
@@ -514,17 +520,18 @@ def _final_record(setup: TrialSetup, result: Any) -> RunRecord:
     )
 
 
-def _check_search_done(setup: TrialSetup, journal: Path) -> None:
+def _check_search_done(
+    setup: TrialSetup, journal: optuna.storages.BaseStorage, folder: Path
+) -> None:
     """Raise unless every cell has its budget of COMPLETE or PRUNED trials.
 
     Raises:
         SearchIncompleteError: naming the cells short of trials; a rerun resumes.
     """
-    storage = journal_storage(journal)
     done = (TrialState.COMPLETE, TrialState.PRUNED)
     short, failing = [], []
     for cell in setup.cells.values():
-        found = _trials(storage, cell.id)
+        found = _trials(journal, cell.id)
         n = sum(t.state in done for t in found)
         if n < cell.trials:
             short.append(f"{cell.id} {n}/{cell.trials}")
@@ -533,7 +540,7 @@ def _check_search_done(setup: TrialSetup, journal: Path) -> None:
     if failing:
         raise SearchIncompleteError(
             f"{MAX_FAILED} trials of {', '.join(failing)} failed, so the search stopped; read "
-            f"their error.txt in {journal.parent / EXPERIMENT}, fix the cause and rerun"
+            f"their error.txt in {folder / EXPERIMENT}, fix the cause and rerun"
         )
     if short:
         raise SearchIncompleteError(
@@ -543,16 +550,19 @@ def _check_search_done(setup: TrialSetup, journal: Path) -> None:
 
 
 def _check_finals_done(
-    spec: StudySpec, setup: TrialSetup, final: pd.DataFrame, folder: Path
+    spec: StudySpec,
+    setup: TrialSetup,
+    final: pd.DataFrame,
+    journal: optuna.storages.BaseStorage,
+    folder: Path,
 ) -> None:
     """Raise unless every cell with a COMPLETE trial has its final runs.
 
     Raises:
         SearchIncompleteError: how many final runs are missing; a rerun resumes them.
     """
-    storage = journal_storage(folder / "optuna.journal")
     expected = spec.final.seeds * sum(
-        any(t.state == TrialState.COMPLETE for t in _trials(storage, cell)) for cell in setup.cells
+        any(t.state == TrialState.COMPLETE for t in _trials(journal, cell)) for cell in setup.cells
     )
     found = final["run"].nunique() if len(final) else 0
     if found < expected:
