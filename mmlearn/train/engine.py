@@ -128,14 +128,23 @@ def _splits(data: FeatureStore | Mapping[str, StoreSplit]) -> tuple[StoreSplit, 
 
 
 def _deepspeed_config(config: TrainConfig, world: World) -> dict[str, Any]:
-    """The DeepSpeed config: micro-batch, global clipping, ZeRO stage and precision."""
+    """The DeepSpeed config: micro-batch, global clipping, ZeRO stage and precision.
+
+    Under bf16 every floating tensor of the model follows the training precision, buffers
+    included: DeepSpeed >= 0.19.8 casts only parameters unless ``data_types.buffer_dtype`` is set
+    (``deepspeed/runtime/engine.py``, ``_cast_module_mixed_precision``), and a batch norm whose
+    weight is bf16 but whose running statistics stay fp32 fails in ``F.batch_norm`` ("expected
+    scalar type BFloat16 but found Float"). Older releases cast the whole module, as this does.
+    """
+    bf16 = config.precision == "bf16"
     return {
         "train_micro_batch_size_per_gpu": config.batch_size,
         "gradient_accumulation_steps": 1,
         "train_batch_size": config.batch_size * world.world_size,
         "gradient_clipping": config.grad_clip,
         "zero_optimization": {"stage": config.zero_stage},
-        "bf16": {"enabled": config.precision == "bf16"},
+        "bf16": {"enabled": bf16},
+        "data_types": {"buffer_dtype": "bf16" if bf16 else None},
         "steps_per_print": 2**31 - 1,
         "wall_clock_breakdown": False,
     }

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -21,20 +20,13 @@ from mmlearn.data.batch import Batch
 from mmlearn.data.missing import MODES
 from mmlearn.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from mmlearn.errors import ConfigError
-from mmlearn.models import ExperimentalWarning, MissingModalityModel, registry
+from mmlearn.models import MissingModalityModel, registry
 from mmlearn.models.hparams import HParams
 from mmlearn.models.redcore import RedCore, RedCoreHParams
+from tests.tiny_models import tiny_model
 
 NAMES = ("speech", "face", "words")  # deliberately not audio/video/text
 T = 7
-TINY = {
-    "hidden": 8,
-    "transformer_heads": 2,
-    "transformer_layers": 1,
-    "ae_layers": (8, 4),
-    "n_blocks": 2,
-    "cls_layers": (8,),
-}
 METHODS = registry.names()
 PATTERNS = [p for p in itertools.product([False, True], repeat=3) if any(p)]
 
@@ -89,19 +81,6 @@ def all_patterns(spec: DatasetSpec, copies: int = 2) -> torch.Tensor:
     """(copies * (2^M - 1), M) every non-empty pattern, ``copies`` times."""
     rows = [p for p in itertools.product([False, True], repeat=len(spec.names)) if any(p)]
     return torch.tensor(rows * copies)
-
-
-def tiny_model(name: str, spec: DatasetSpec, **extra: object) -> MissingModalityModel:
-    """Method ``name`` at a tiny size, seeded."""
-    fields = {f.name for f in dataclasses.fields(registry.hparams_class(name))}
-    overrides = {k: v for k, v in TINY.items() if k in fields}
-    sequences = [m.name for m in spec.modalities if m.is_sequence]
-    if len(sequences) > 1 and "encoder_overrides" in fields:
-        overrides["encoder_overrides"] = {sequences[1]: "textcnn"}  # exercise every backbone
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        return registry.build(name, overrides | extra, spec)
 
 
 def stages_of(model: MissingModalityModel) -> Iterator[str]:
