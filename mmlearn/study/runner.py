@@ -37,6 +37,7 @@ from mmlearn.errors import ConfigError, MmlearnError
 from mmlearn.space import Dimension
 from mmlearn.study import results, snapshots, worst_case
 from mmlearn.study.drivers import DRIVER_RESOURCE, DRIVER_SLOTS, train_env
+from mmlearn.study.failures import first_failure, read_cause
 from mmlearn.study.load import load_study
 from mmlearn.study.results import RunRecord
 from mmlearn.study.search import (
@@ -184,11 +185,14 @@ def _configure_tune() -> None:
     checkpoints every epoch, which forces an experiment snapshot each time; that is intended,
     so Tune need not warn about it. The study prints its own progress; Tune's new output engine
     would add a banner even at ``verbose=0`` (counting 2**63 - 1 trials for an open-ended
-    search), the old one stays quiet.
+    search), the old one stays quiet. Tune's log of every trial error is a whole traceback; the
+    study's progress line says the cause in one line instead.
     """
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # A failed trial's progress line gives its cause; the traceback stays in its error.txt.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
 
 
 def _import_in_background(module: str) -> threading.Thread:
@@ -323,9 +327,13 @@ class _StudyProgress(tune.Callback):
             f"{trial.config['seed']}: test {self.metric} {score:.4f}"
         )
 
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:  # noqa: D102
+        self.progress(f"{_failed(trial)}; retry from its last checkpoint")
+
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:  # noqa: D102
-        kind = "trial" if trial.config["phase"] == "search" else "final run"
-        self.progress(f"{kind} {trial.trial_id} failed; see {trial.local_path}")
+        self.progress(f"{_failed(trial)} (traceback: {trial.path}/error.txt)")
+        if trial.config["phase"] == "search":
+            self.progress(self.search_line())  # the searcher has told Optuna the failure
 
     def finals_expected(self) -> int:
         """Final runs of the study as far as known: every cell's seeds, less those of cells
@@ -338,17 +346,41 @@ class _StudyProgress(tune.Callback):
         return self.seeds * (len(self.budgets) - barren)
 
     def search_line(self) -> str:
-        """``search D/N trials | cell d/n best s | ...`` from the Optuna journal."""
+        """``search D/N trials | cell d/n best s | ...`` from the Optuna journal.
+
+        A trial counts once it is COMPLETE or PRUNED. A failed one is replaced by a new trial
+        (up to ``MAX_FAILED`` failures per cell), so it is not counted but named: ``retry after
+        1 failure``, or ``stopped after 3 failures``; no count exceeds its total.
+        """
         done, parts = 0, []
         for cell, budget in self.budgets.items():
             trials = _trials(self.storage, cell)
-            finished = [t for t in trials if t.state.is_finished()]
-            complete = [t.value for t in finished if t.state == TrialState.COMPLETE]
+            complete = [t.value for t in trials if t.state == TrialState.COMPLETE]
+            pruned = sum(t.state == TrialState.PRUNED for t in trials)
+            failed = sum(t.state == TrialState.FAIL for t in trials)
             pick = max if self.mode == "max" else min
             best = f"{pick(complete):.4f}" if complete else "-"
-            done += len(finished)
-            parts.append(f"{cell} {len(finished)}/{budget} best {best}")
+            cell_done = min(len(complete) + pruned, budget)
+            done += cell_done
+            note = _failures_note(failed, searching=cell_done < budget)
+            parts.append(f"{cell} {cell_done}/{budget} best {best}{note}")
         return f"search {done}/{sum(self.budgets.values())} trials | " + " | ".join(parts)
+
+
+def _failures_note(failed: int, searching: bool) -> str:
+    """`` (retry after 1 failure)`` while a cell searches, `` (stopped after 3 failures)`` at
+    ``MAX_FAILED``, `` (done after 1 failure)`` once its budget is met."""
+    if not failed:
+        return ""
+    what = "stopped" if failed >= MAX_FAILED else "retry" if searching else "done"
+    return f" ({what} after {failed} failure{'s' * (failed > 1)})"
+
+
+def _failed(trial: Any) -> str:
+    """``trial T of CELL failed: CAUSE``, the cause read from the trial's error file."""
+    kind = "trial" if trial.config["phase"] == "search" else "final run"
+    cause = read_cause(trial.error_file)
+    return f"{kind} {trial.trial_id} of {trial.config['cell']} failed: {cause}"
 
 
 def _trials(storage: optuna.storages.BaseStorage, cell: str) -> list[optuna.trial.FrozenTrial]:
@@ -538,15 +570,26 @@ def _check_search_done(
         if sum(t.state == TrialState.FAIL for t in found) >= MAX_FAILED:
             failing.append(cell.id)
     if failing:
+        causes = "; ".join(_failing_cell(cell, folder / EXPERIMENT) for cell in failing)
         raise SearchIncompleteError(
-            f"{MAX_FAILED} trials of {', '.join(failing)} failed, so the search stopped; read "
-            f"their error.txt in {folder / EXPERIMENT}, fix the cause and rerun"
+            f"the search stopped: {causes}; fix the cause and rerun the same command"
         )
     if short:
         raise SearchIncompleteError(
             f"the search stopped before every cell had its trials ({', '.join(short)}); rerun "
             "the same command to resume it (failed trials are in the Tune experiment's folders)"
         )
+
+
+def _failing_cell(cell: str, experiment: Path) -> str:
+    """``N trials of CELL failed, first with: CAUSE (traceback: FILE)``."""
+    first = first_failure(experiment, cell)
+    where = (
+        f"first with: {first.cause} (traceback: {first.error_file})"
+        if first is not None
+        else f"their error.txt files are in {experiment}"
+    )
+    return f"{MAX_FAILED} trials of {cell} failed, {where}"
 
 
 def _check_finals_done(

@@ -275,3 +275,37 @@ def test_trials_the_cluster_cannot_place_are_one_line_errors(
     with pytest.raises(ConfigError, match=message) as caught:
         run_study(path)
     assert len(str(caught.value).splitlines()) == 1
+
+
+def test_failing_trials_say_their_cause_in_one_line_and_counts_stay_in_range(
+    mfeat_path, tmp_path
+):
+    """A learning rate of 1e30 makes every trial's loss NaN at its second step: the progress
+    lines and the final error give that cause, each failure is retried, no count overflows."""
+    from mmlearn.study.runner import SearchIncompleteError
+    from mmlearn.study.search import MAX_FAILED
+
+    path = study_file(
+        tmp_path,
+        mfeat_path,
+        methods=[{"name": "early_fusion", "fixed": {"hidden": 16, "cls_layers": [16]}}],
+        train={"epochs": 2, "batch_size": 128, "lr": 1e30},
+        search={"sampler": "random", "trials_per_cell": 2, "seed": 0},
+        scheduler={"type": "none"},
+        resources={"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": 1},
+    )
+    lines: list[str] = []
+    with pytest.raises(SearchIncompleteError) as caught:
+        run_study(path, progress=lines.append)
+    cause = "training loss is not finite"
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1
+    assert f"{MAX_FAILED} trials of early_fusion@c1 failed, first with: " in message
+    assert cause in message and "error.txt" in message
+    failed = [line for line in lines if " failed: " in line]
+    assert failed and all(cause in line for line in failed), lines
+    assert any(line.endswith("retry from its last checkpoint") for line in failed), lines
+    searches = [line for line in lines if line.startswith("search ")]
+    assert searches[-1] == (
+        "search 0/2 trials | early_fusion@c1 0/2 best - (stopped after 3 failures)"
+    ), lines

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from mmlearn.study import load_study
 from mmlearn.study.runner import _StudyProgress
-from mmlearn.study.search import journal_storage
+from mmlearn.study.search import MAX_FAILED, journal_storage
 
 STUDY = {
     "name": "tiny",
@@ -48,4 +48,30 @@ def test_cells_whose_search_ends_without_a_complete_trial_get_no_final_runs(
     assert progress.finals_expected() == 3
     assert progress.search_line() == (
         "search 4/4 trials | early_fusion@c 2/2 best 0.7500 | late_fusion@c 2/2 best -"
+    )
+
+
+def test_failed_trials_are_named_not_counted_so_no_count_exceeds_its_total(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(STUDY))
+    spec = load_study(path)
+    journal = tmp_path / "optuna.journal"
+    progress = _StudyProgress(journal, {c.id: c.trials for c in spec.cells()}, spec, print)
+    early, late = (
+        optuna.create_study(study_name=c.id, storage=journal_storage(journal), direction="maximize")
+        for c in spec.cells()
+    )
+    _finish(early, TrialState.FAIL)
+    _finish(early, TrialState.COMPLETE, 0.5)
+    for _ in range(MAX_FAILED):
+        _finish(late, TrialState.FAIL)
+    assert progress.search_line() == (
+        "search 1/4 trials | early_fusion@c 1/2 best 0.5000 (retry after 1 failure) "
+        "| late_fusion@c 0/2 best - (stopped after 3 failures)"
+    )
+    _finish(early, TrialState.PRUNED)
+    assert progress.search_line().startswith(
+        "search 2/4 trials | early_fusion@c 2/2 best 0.5000 (done after 1 failure) |"
     )
