@@ -277,9 +277,7 @@ def test_trials_the_cluster_cannot_place_are_one_line_errors(
     assert len(str(caught.value).splitlines()) == 1
 
 
-def test_failing_trials_say_their_cause_in_one_line_and_counts_stay_in_range(
-    mfeat_path, tmp_path
-):
+def test_failing_trials_say_their_cause_in_one_line_and_counts_stay_in_range(mfeat_path, tmp_path):
     """A learning rate of 1e30 makes every trial's loss NaN at its second step: the progress
     lines and the final error give that cause, each failure is retried, no count overflows."""
     from mmlearn.study.runner import SearchIncompleteError

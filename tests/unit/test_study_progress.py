@@ -27,19 +27,25 @@ def _finish(study: optuna.Study, state: TrialState, value: float | None = None) 
     study.tell(study.ask(), value, state=state)
 
 
+def _progress_and_cells(folder: Path) -> tuple[_StudyProgress, list[optuna.Study]]:
+    """The progress lines of the tiny study and its two cells' Optuna studies."""
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(STUDY))
+    spec = load_study(path)
+    journal = folder / "optuna.journal"
+    progress = _StudyProgress(journal, {c.id: c.trials for c in spec.cells()}, spec, print)
+    storage = journal_storage(journal)
+    cells = [
+        optuna.create_study(study_name=c.id, storage=storage, direction="maximize")
+        for c in spec.cells()
+    ]
+    return progress, cells
+
+
 def test_cells_whose_search_ends_without_a_complete_trial_get_no_final_runs(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(STUDY))
-    spec = load_study(path)
-    journal = tmp_path / "optuna.journal"
-    lines: list[str] = []
-    progress = _StudyProgress(journal, {c.id: c.trials for c in spec.cells()}, spec, lines.append)
-    early, late = (
-        optuna.create_study(study_name=c.id, storage=journal_storage(journal), direction="maximize")
-        for c in spec.cells()
-    )
+    progress, (early, late) = _progress_and_cells(tmp_path)
     _finish(early, TrialState.COMPLETE, 0.5)
     _finish(early, TrialState.COMPLETE, 0.75)
     _finish(late, TrialState.PRUNED)
@@ -54,15 +60,7 @@ def test_cells_whose_search_ends_without_a_complete_trial_get_no_final_runs(
 def test_failed_trials_are_named_not_counted_so_no_count_exceeds_its_total(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(STUDY))
-    spec = load_study(path)
-    journal = tmp_path / "optuna.journal"
-    progress = _StudyProgress(journal, {c.id: c.trials for c in spec.cells()}, spec, print)
-    early, late = (
-        optuna.create_study(study_name=c.id, storage=journal_storage(journal), direction="maximize")
-        for c in spec.cells()
-    )
+    progress, (early, late) = _progress_and_cells(tmp_path)
     _finish(early, TrialState.FAIL)
     _finish(early, TrialState.COMPLETE, 0.5)
     for _ in range(MAX_FAILED):
