@@ -39,6 +39,7 @@ from mmlearn.study import results, snapshots, worst_case
 from mmlearn.study.drivers import DRIVER_RESOURCE, DRIVER_SLOTS, train_env
 from mmlearn.study.failures import first_failure, read_cause
 from mmlearn.study.load import load_study
+from mmlearn.study.ray_private import trial_trainable
 from mmlearn.study.results import RunRecord
 from mmlearn.study.search import (
     MAX_FAILED,
@@ -49,7 +50,7 @@ from mmlearn.study.search import (
     scheduler_for,
 )
 from mmlearn.study.spec import Cell, StudySpec
-from mmlearn.study.trial import TrialSetup, run_trial, trial_trainable
+from mmlearn.study.trial import TrialSetup, run_trial
 from mmlearn.tracking import tracking_callbacks
 
 log = logging.getLogger(__name__)
@@ -397,7 +398,7 @@ def _trainable(setup: TrialSetup) -> Any:
     An in-process trial holds its worker's CPUs and GPUs; a Train driver holds one driver slot
     only, and its ``TorchTrainer`` asks Ray for the workers' own resources.
     """
-    fn = trial_trainable(tune.with_parameters(run_trial, setup=setup))
+    fn = trial_trainable(tune.with_parameters(run_trial, setup=setup), run_trial.__name__)
     if setup.workers == 1:
         return tune.with_resources(fn, {"cpu": setup.cpus, "gpu": setup.gpus})
     return tune.with_resources(fn, {"cpu": 0, DRIVER_RESOURCE: 1})

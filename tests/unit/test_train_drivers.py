@@ -6,7 +6,7 @@ import ray.train
 from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
 
 from mmlearn.study.drivers import train_env
-from mmlearn.study.trial import _TorchTrainer
+from mmlearn.study.ray_private import TorchTrainerWithoutDatasets
 
 
 def test_a_local_ray_goes_without_the_preemption_watcher() -> None:
@@ -28,7 +28,7 @@ def _noop(config: dict) -> None:
 
 
 def _callbacks(**datasets: object) -> list[object]:
-    trainer = _TorchTrainer(
+    trainer = TorchTrainerWithoutDatasets(
         _noop, scaling_config=ray.train.ScalingConfig(num_workers=2), datasets=datasets or None
     )
     return trainer._create_default_callbacks()

@@ -6,7 +6,7 @@ import pyarrow.fs
 import ray.train
 from ray.train._internal.session import _TrainingResult
 
-from mmlearn.study.trial import newest_existing
+from mmlearn.study.ray_private import newest_existing
 
 
 def result_for(path) -> _TrainingResult:
