@@ -46,7 +46,7 @@ from mmlearn.data.sources._arrays import (
     same_rows,
 )
 from mmlearn.data.sources._files import pickled_splits, trust_pickle_option
-from mmlearn.data.sources.synthetic import TARGETS, sentiment_targets
+from mmlearn.data.targets import SENTIMENT_TARGETS, sentiment_targets
 from mmlearn.errors import ConfigError, DataError
 
 TEXT_KEYS = ("text", "text_bert")
@@ -149,4 +149,4 @@ def build_mmsa(opts: MmsaOptions) -> SourceData:
     if len(layouts) > 1:
         raise DataError(f"{file}: some splits have audio/vision lengths and others do not.")
     notes["layout"] = "unaligned" if layouts.pop() else "aligned"
-    return SourceData(splits, TARGETS, "sentiment3", notes)
+    return SourceData(splits, SENTIMENT_TARGETS, "sentiment3", notes)

@@ -37,7 +37,7 @@ from mmlearn.data.sources._arrays import (
     same_rows,
 )
 from mmlearn.data.sources._files import pickled_splits, trust_pickle_option
-from mmlearn.data.sources.synthetic import TARGETS, sentiment_targets
+from mmlearn.data.targets import SENTIMENT_TARGETS, sentiment_targets
 from mmlearn.errors import DataError
 
 MODALITIES = ("text", "audio", "vision")
@@ -89,4 +89,4 @@ def build_mult_pkl(opts: MultPklOptions) -> SourceData:
             for m, x in arrays.features.items():
                 arrays.features[m], arrays.lengths[m] = left_to_right(x)
     notes = {"layout": "aligned, left-padded" if aligned else "unaligned, moved to right padding"}
-    return SourceData(splits, TARGETS, "sentiment3", notes)
+    return SourceData(splits, SENTIMENT_TARGETS, "sentiment3", notes)

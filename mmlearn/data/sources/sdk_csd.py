@@ -55,8 +55,8 @@ from mmlearn.data.source import (
 )
 from mmlearn.data.sources._arrays import SOURCE_SPLITS, numeric, right_pad
 from mmlearn.data.sources._files import existing_dir, existing_file, open_h5
-from mmlearn.data.sources.synthetic import TARGETS, sentiment_targets
 from mmlearn.data.spec import TargetSpec
+from mmlearn.data.targets import SENTIMENT_TARGETS, sentiment_targets
 from mmlearn.errors import ConfigError, DataError
 
 EPSILON = 1e-3  # seconds; the SDK's ``epsilon = 10e-4``
@@ -283,4 +283,4 @@ def build_sdk_csd(opts: SdkCsdOptions) -> SourceData:
     label_file = folder / opts.labels
     splits = {s: _split(collected[s], opts, label_file, s) for s in SPLITS}
     emotions = tuple(TargetSpec(e, "regression") for e in EMOTIONS if e in splits["train"].targets)
-    return SourceData(splits, TARGETS + emotions, "sentiment3", notes)
+    return SourceData(splits, SENTIMENT_TARGETS + emotions, "sentiment3", notes)

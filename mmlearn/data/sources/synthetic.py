@@ -58,7 +58,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from mmlearn.data.source import SPLITS, SourceData, SplitArrays, option, register_source
-from mmlearn.data.spec import TargetSpec
+from mmlearn.data.targets import SENTIMENT_TARGETS, sentiment_targets
 from mmlearn.errors import ConfigError
 
 MODALITIES = ("text", "audio", "vision")
@@ -202,21 +202,6 @@ class SyntheticOptions:
 def split_size(split: str, scale: float) -> int:
     """Samples in ``split`` at ``scale``: ``max(8, round(n * scale))``."""
     return max(MIN_SPLIT, int(round(SPLIT_SIZES[split] * scale)))
-
-
-def sentiment_targets(sentiment: np.ndarray) -> dict[str, np.ndarray]:
-    """The three targets of a (N,) float32 mean rating.
-
-    Returns:
-        ``sentiment`` (float32 regression), ``sentiment3`` (int64: 0 negative, 1 neutral,
-        2 positive; MMSA's classification labels) and ``sentiment2`` (int64: 1 if >= 0, the
-        Acc-2 "has-0" split).
-    """
-    return {
-        "sentiment": sentiment.astype(np.float32),
-        "sentiment3": (np.sign(sentiment).astype(np.int64) + 1),
-        "sentiment2": (sentiment >= 0).astype(np.int64),
-    }
 
 
 def draw_sentiment(rng: np.random.Generator, counts: tuple[int, ...], n: int) -> np.ndarray:
@@ -372,13 +357,6 @@ def _workers() -> int:
     return max(1, min(8, cores or 1))
 
 
-TARGETS = (
-    TargetSpec("sentiment", "regression"),
-    TargetSpec("sentiment3", "classification", ("negative", "neutral", "positive")),
-    TargetSpec("sentiment2", "classification", ("negative", "non-negative")),
-)
-
-
 @register_source(
     "synthetic",
     "MOSEI-shaped synthetic data (text/audio/vision, real label mix, text >> audio ~ vision)",
@@ -399,4 +377,4 @@ def build_synthetic(opts: SyntheticOptions) -> SourceData:
         for split in SPLITS:
             splits[split], k = build_split(opts, split, pool)
             n_inf += k
-    return SourceData(splits, TARGETS, "sentiment3", notes={"audio_neg_inf": n_inf})
+    return SourceData(splits, SENTIMENT_TARGETS, "sentiment3", notes={"audio_neg_inf": n_inf})
