@@ -48,10 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     prepare = data_commands.add_parser("prepare", help="write a feature store from a source")
     prepare.set_defaults(run=lambda _: prepare.print_help())
     sources = prepare.add_subparsers(title="sources", metavar="SOURCE")
-    from mmlearn.data.source import SOURCES, get_source
+    from mmlearn.data.source import list_sources
 
-    get_source("mfeat")  # registers the built-in sources
-    for source in SOURCES.values():
+    for source in list_sources():
         _add_source_parser(sources, source)
     info = data_commands.add_parser("info", help="print a store's manifest and split statistics")
     info.add_argument("path", metavar="DIR")

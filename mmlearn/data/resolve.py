@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mmlearn.data.prepare import prepare_store
-from mmlearn.data.source import SOURCES, get_source
+from mmlearn.data.source import list_sources
 from mmlearn.data.store import MANIFEST, FeatureStore, open_store
 from mmlearn.errors import DataError
 
@@ -45,11 +45,11 @@ def resolve_store(
         if options:
             raise DataError(f"{path} is a prepared store; source options {options} do not apply.")
         return open_store(path)
-    get_source("mfeat")  # registers the built-in sources
-    if str(data) not in SOURCES:
+    known = [source.name for source in list_sources()]
+    if str(data) not in known:
         raise DataError(
             f"{data!r} is neither a feature store directory nor a source name; "
-            f"name one of {sorted(SOURCES)} or prepare a store with `mmlearn data prepare`."
+            f"name one of {known} or prepare a store with `mmlearn data prepare`."
         )
     out = cached_store_path(str(data), options or {}, cache)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -57,12 +57,19 @@ class SourceData:
 
 @dataclass(frozen=True)
 class Source:
-    """A registered source: its name, one-line summary, options type and builder."""
+    """A registered source: its name, one-line summary, options type, builder and modalities.
+
+    Attributes:
+        modalities: the modality names the source writes for given options, found without
+            reading any data (so that ``study check`` needs none); a ConfigError for options
+            that name no valid modalities.
+    """
 
     name: str
     summary: str
     options: type
     build: Callable[[Any], SourceData]
+    modalities: Callable[[Any], tuple[str, ...]]
 
     def parse_options(self, values: dict[str, Any]) -> Any:
         """Options from a plain dict; unknown or missing keys and wrong types are a ConfigError."""
@@ -89,25 +96,41 @@ class Source:
 SOURCES: dict[str, Source] = {}
 
 
-def register_source(name: str, summary: str, options: type) -> Callable:
-    """Decorator: register ``build(options) -> SourceData`` under ``name``."""
+def register_source(
+    name: str,
+    summary: str,
+    options: type,
+    *,
+    modalities: Callable[[Any], tuple[str, ...]],
+) -> Callable:
+    """Decorator: register ``build(options) -> SourceData`` under ``name``.
+
+    A new source is one module in ``mmlearn/data/sources/`` using this decorator, plus its
+    import in that package's ``__init__``.
+    """
 
     def wrap(build: Callable[[Any], SourceData]) -> Callable[[Any], SourceData]:
         if name in SOURCES:
             raise ValueError(f"source {name!r} is registered twice.")
-        SOURCES[name] = Source(name, summary, options, build)
+        SOURCES[name] = Source(name, summary, options, build, modalities)
         return build
 
     return wrap
 
 
-def get_source(name: str) -> Source:
-    """The source called ``name``; an unknown name is a ConfigError listing the known ones."""
+def list_sources() -> tuple[Source, ...]:
+    """Every registered source, the built-in ones included, by name."""
     import mmlearn.data.sources  # noqa: F401  (registers the built-in sources)
 
-    if name not in SOURCES:
-        raise ConfigError(f"unknown data source {name!r}; known sources: {sorted(SOURCES)}.")
-    return SOURCES[name]
+    return tuple(SOURCES[name] for name in sorted(SOURCES))
+
+
+def get_source(name: str) -> Source:
+    """The source called ``name``; an unknown name is a ConfigError listing the known ones."""
+    known = {source.name: source for source in list_sources()}
+    if name not in known:
+        raise ConfigError(f"unknown data source {name!r}; known sources: {sorted(known)}.")
+    return known[name]
 
 
 def option(default: Any, help: str, *, positional: bool = False) -> Any:

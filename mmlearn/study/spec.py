@@ -17,7 +17,7 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Callable, Mapping, Sized
+from collections.abc import Mapping, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -34,8 +34,7 @@ from pydantic import (
 
 from mmlearn.data.missing import MissingProtocol, Mode
 from mmlearn.data.resolve import resolve_store
-from mmlearn.data.source import SOURCES, SPLITS, get_source
-from mmlearn.data.sources.mfeat import VIEWS
+from mmlearn.data.source import SPLITS, get_source, list_sources
 from mmlearn.data.spec import TargetSpec
 from mmlearn.data.store import MANIFEST, FeatureStore, open_store
 from mmlearn.errors import ConfigError, DataError
@@ -172,24 +171,6 @@ class _Section(BaseModel):
 # Sections
 
 
-def _mfeat_views(options: Any) -> tuple[str, ...]:
-    unknown = [v for v in options.views if v not in VIEWS]
-    if unknown:
-        raise ConfigError(f"unknown mfeat view(s) {unknown}; the views are {sorted(VIEWS)}")
-    return tuple(options.views)
-
-
-_SOURCE_MODALITIES: dict[str, Callable[[Any], tuple[str, ...]]] = {
-    "mfeat": _mfeat_views,
-    "synthetic": lambda options: tuple(options.dims()),
-    **{
-        name: lambda options: ("text", "audio", "vision")
-        for name in ("mmsa", "mult_pkl", "sdk_csd", "mmin_h5")
-    },
-}
-"""Modality names of a source from its options alone, so that a check reads no data."""
-
-
 class DataSpec(_Section):
     """Where the data come from and which modalities a study uses."""
 
@@ -264,7 +245,7 @@ class DataSpec(_Section):
         try:
             source = get_source(self.source)
         except ConfigError:
-            known = sorted(SOURCES)
+            known = [s.name for s in list_sources()]
             problems.append(
                 (
                     ("source",),
@@ -274,9 +255,7 @@ class DataSpec(_Section):
             )
             return None
         try:
-            options = source.parse_options(self.options)
-            modalities = _SOURCE_MODALITIES.get(source.name)
-            return modalities(options) if modalities else None
+            return source.modalities(source.parse_options(self.options))
         except ConfigError as e:
             problems.append((("options",), str(e)))
             return None

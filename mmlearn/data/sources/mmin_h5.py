@@ -192,7 +192,10 @@ def _stack(
 
 
 @register_source(
-    "mmin_h5", "MMIN / RedCore IEMOCAP or MSP-IMPROV features, one CV fold", MminH5Options
+    "mmin_h5",
+    "MMIN / RedCore IEMOCAP or MSP-IMPROV features, one CV fold",
+    MminH5Options,
+    modalities=lambda _: ("text", "audio", "vision"),
 )
 def build_mmin_h5(opts: MminH5Options) -> SourceData:
     """Read one fold of the MMIN layout into train, val and test (text, audio, vision).

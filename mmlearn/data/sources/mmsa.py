@@ -133,7 +133,10 @@ def _split(
 
 
 @register_source(
-    "mmsa", "MMSA aligned_50.pkl / unaligned_50.pkl of CMU-MOSI or CMU-MOSEI", MmsaOptions
+    "mmsa",
+    "MMSA aligned_50.pkl / unaligned_50.pkl of CMU-MOSI or CMU-MOSEI",
+    MmsaOptions,
+    modalities=lambda _: ("text", "audio", "vision"),
 )
 def build_mmsa(opts: MmsaOptions) -> SourceData:
     """Read an MMSA pickle into the train, val and test splits (text, audio, vision).

@@ -71,7 +71,10 @@ def _split(part: Mapping[str, Any], file: Path, split: str) -> SplitArrays:
 
 
 @register_source(
-    "mult_pkl", "MulT / MultiBench mosei_senti_data(_noalign).pkl of CMU-MOSEI", MultPklOptions
+    "mult_pkl",
+    "MulT / MultiBench mosei_senti_data(_noalign).pkl of CMU-MOSEI",
+    MultPklOptions,
+    modalities=lambda _: ("text", "audio", "vision"),
 )
 def build_mult_pkl(opts: MultPklOptions) -> SourceData:
     """Read a MulT pickle into the train, val and test splits (text, audio, vision).

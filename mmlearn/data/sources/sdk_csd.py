@@ -269,7 +269,10 @@ def _split(collected: _Collected, opts: SdkCsdOptions, label_file: Path, split: 
 
 
 @register_source(
-    "sdk_csd", "CMU Multimodal SDK .csd sequences of CMU-MOSEI or CMU-MOSI", SdkCsdOptions
+    "sdk_csd",
+    "CMU Multimodal SDK .csd sequences of CMU-MOSEI or CMU-MOSI",
+    SdkCsdOptions,
+    modalities=lambda _: ("text", "audio", "vision"),
 )
 def build_sdk_csd(opts: SdkCsdOptions) -> SourceData:
     """Segment the .csd sequences on the label intervals into the standard folds.

@@ -361,6 +361,7 @@ def _workers() -> int:
     "synthetic",
     "MOSEI-shaped synthetic data (text/audio/vision, real label mix, text >> audio ~ vision)",
     SyntheticOptions,
+    modalities=lambda opts: tuple(opts.dims()),
 )
 def build_synthetic(opts: SyntheticOptions) -> SourceData:
     """Generate the train, val and test splits described in the module docstring.
