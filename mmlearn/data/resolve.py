@@ -11,11 +11,12 @@ import fcntl
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mmlearn.data.prepare import prepare_store
-from mmlearn.data.source import list_sources
+from mmlearn.data.source import SPLITS, list_sources
 from mmlearn.data.store import MANIFEST, FeatureStore, open_store
 from mmlearn.errors import DataError
 
@@ -59,3 +60,37 @@ def resolve_store(
             log.info("preparing %s into %s", data, out)
             prepare_store(str(data), options or {}, out, force=out.exists())
     return open_store(out)
+
+
+def open_prepared_store(
+    stores: Mapping[Any, Path], prepare: Mapping[Any, str], where: str = "store"
+) -> FeatureStore:
+    """Check that every store of ``stores`` (e.g. one per fold) is whole; open the first.
+
+    Args:
+        stores: key (a fold) -> store directory, in order.
+        prepare: key -> the command that writes that store, named in the error.
+        where: what the paths are called in the error (``data.path``).
+
+    Raises:
+        DataError: a store lacks files: the first such store, its missing files, how many other
+            stores are incomplete, and the command that prepares it, in one line.
+    """
+    files = (MANIFEST, *(f"{split}.arrow" for split in SPLITS))
+    lacking = {key: [f for f in files if not (path / f).is_file()] for key, path in stores.items()}
+    missing = {key: names for key, names in lacking.items() if names}
+    if missing:
+        first, names = next(iter(missing.items()))
+        path = stores[first]
+        others = (
+            f" (the stores of folds {', '.join(map(str, missing))} are incomplete)"
+            if len(missing) > 1
+            else ""
+        )
+        command = prepare.get(first, f"mmlearn data prepare SOURCE INPUT --out {path}")
+        raise DataError(
+            f"{where} {path} lacks {', '.join(names)}{others}: prepare the store there with "
+            f"`{command}` (mmlearn data prepare -h lists the sources), or point {where} at a "
+            "prepared store"
+        )
+    return open_store(next(iter(stores.values())))

@@ -18,7 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from mmlearn.study.spec import Cell, StudySpec
+from mmlearn.study.cells import Cell
+from mmlearn.study.spec import StudySpec
 
 _SCALARS = (bool, int, float, str, type(None))
 

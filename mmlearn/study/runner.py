@@ -36,6 +36,7 @@ from ray.tune.logger import JsonLoggerCallback
 from mmlearn.errors import ConfigError, MmlearnError
 from mmlearn.space import Dimension
 from mmlearn.study import results, snapshots, worst_case
+from mmlearn.study.cells import Cell
 from mmlearn.study.drivers import DRIVER_RESOURCE, DRIVER_SLOTS, train_env
 from mmlearn.study.failures import first_failure, read_cause
 from mmlearn.study.load import load_study
@@ -49,7 +50,7 @@ from mmlearn.study.search import (
     journal_storage,
     scheduler_for,
 )
-from mmlearn.study.spec import Cell, StudySpec
+from mmlearn.study.spec import StudySpec
 from mmlearn.study.trial import TrialSetup, run_trial
 from mmlearn.tracking import tracking_callbacks
 

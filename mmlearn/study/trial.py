@@ -32,8 +32,9 @@ from ray import tune
 from mmlearn.data.store import open_store
 from mmlearn.models.registry import build
 from mmlearn.study import worst_case
+from mmlearn.study.cells import Cell
 from mmlearn.study.ray_private import TorchTrainerWithoutDatasets
-from mmlearn.study.spec import Cell, WorstCaseSpec
+from mmlearn.study.sections import WorstCaseSpec
 from mmlearn.train.distributed import current_world
 from mmlearn.train.engine import fit
 from mmlearn.train.evaluation import evaluate

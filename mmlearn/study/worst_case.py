@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mmlearn.space import Dimension
-from mmlearn.study.spec import WorstCaseSpec
+from mmlearn.study.sections import WorstCaseSpec
 
 RATE = "rate."
 SHARE = "share."

@@ -26,7 +26,9 @@ from typing import Any, Literal
 import mmlearn
 from mmlearn.models.registry import make_hparams
 from mmlearn.study import worst_case
-from mmlearn.study.spec import Cell, ResourcesSpec, StudySpec
+from mmlearn.study.cells import Cell
+from mmlearn.study.sections import ResourcesSpec
+from mmlearn.study.spec import StudySpec
 
 Status = Literal["completed", "pruned", "failed"]
 

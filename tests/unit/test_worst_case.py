@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mmlearn.study import worst_case
-from mmlearn.study.spec import WorstCaseSpec
+from mmlearn.study.sections import WorstCaseSpec
 
 
 def test_pattern_weights_follow_independent_missingness():
