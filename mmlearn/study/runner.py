@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import importlib
 import logging
-import math
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +37,9 @@ from mmlearn.space import Dimension
 from mmlearn.study import results, snapshots, worst_case
 from mmlearn.study.cells import Cell
 from mmlearn.study.drivers import DRIVER_RESOURCE, DRIVER_SLOTS, train_env
-from mmlearn.study.failures import first_failure, read_cause
+from mmlearn.study.failures import first_failure
 from mmlearn.study.load import load_study
+from mmlearn.study.progress import Progress, StudyProgress, cell_trials
 from mmlearn.study.ray_private import trial_trainable
 from mmlearn.study.results import RunRecord
 from mmlearn.study.search import (
@@ -59,10 +59,6 @@ log = logging.getLogger(__name__)
 
 class SearchIncompleteError(MmlearnError):
     """The search stopped (interrupted, or trials kept failing) before every cell was done."""
-
-
-Progress = Callable[[str], None]
-"""Where progress lines go (the CLI prints them); must be picklable (Tune saves it)."""
 
 
 @dataclass(frozen=True)
@@ -287,112 +283,6 @@ EXPERIMENT = "tune"
 """The Tune experiment's folder in ``STORAGE/NAME``."""
 
 
-class _StudyProgress(tune.Callback):
-    """One line per finished trial: after a search trial, trials done per cell and each cell's
-    best so far; after a final run, final runs done and the run's test score."""
-
-    def __init__(
-        self,
-        journal: Path,
-        budgets: Mapping[str, int],
-        spec: StudySpec,
-        progress: Progress,
-    ) -> None:
-        self.journal = journal
-        self.budgets = dict(budgets)
-        self.mode = spec.search_mode
-        self.metric = spec.objective.metric
-        self.seeds = spec.final.seeds
-        self.finals_done = 0
-        self.progress = progress
-        self._storage: optuna.storages.BaseStorage | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_storage": None}  # reopened on first use
-
-    @property
-    def storage(self) -> optuna.storages.BaseStorage:
-        """The Optuna journal, opened once: each later read parses only what was appended."""
-        if self._storage is None:
-            self._storage = journal_storage(self.journal)
-        return self._storage
-
-    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:  # noqa: D102
-        if trial.config["phase"] == "search":
-            self.progress(self.search_line())
-            return
-        self.finals_done += 1
-        result = trial.last_result or {}
-        score = result.get("test", {}).get("mean", {}).get(self.metric, math.nan)
-        self.progress(
-            f"final {self.finals_done}/{self.finals_expected()} runs | {trial.config['cell']} seed "
-            f"{trial.config['seed']}: test {self.metric} {score:.4f}"
-        )
-
-    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:  # noqa: D102
-        self.progress(f"{_failed(trial)}; retry from its last checkpoint")
-
-    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:  # noqa: D102
-        self.progress(f"{_failed(trial)} (traceback: {trial.path}/error.txt)")
-        if trial.config["phase"] == "search":
-            self.progress(self.search_line())  # the searcher has told Optuna the failure
-
-    def finals_expected(self) -> int:
-        """Final runs of the study as far as known: every cell's seeds, less those of cells
-        whose search ended without a COMPLETE trial (they get none)."""
-        barren = 0
-        for cell, budget in self.budgets.items():
-            states = [t.state for t in _trials(self.storage, cell)]
-            ended = sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) >= budget
-            barren += ended and TrialState.COMPLETE not in states
-        return self.seeds * (len(self.budgets) - barren)
-
-    def search_line(self) -> str:
-        """``search D/N trials | cell d/n best s | ...`` from the Optuna journal.
-
-        A trial counts once it is COMPLETE or PRUNED. A failed one is replaced by a new trial
-        (up to ``MAX_FAILED`` failures per cell), so it is not counted but named: ``retry after
-        1 failure``, or ``stopped after 3 failures``; no count exceeds its total.
-        """
-        done, parts = 0, []
-        for cell, budget in self.budgets.items():
-            trials = _trials(self.storage, cell)
-            complete = [t.value for t in trials if t.state == TrialState.COMPLETE]
-            pruned = sum(t.state == TrialState.PRUNED for t in trials)
-            failed = sum(t.state == TrialState.FAIL for t in trials)
-            pick = max if self.mode == "max" else min
-            best = f"{pick(complete):.4f}" if complete else "-"
-            cell_done = min(len(complete) + pruned, budget)
-            done += cell_done
-            note = _failures_note(failed, searching=cell_done < budget)
-            parts.append(f"{cell} {cell_done}/{budget} best {best}{note}")
-        return f"search {done}/{sum(self.budgets.values())} trials | " + " | ".join(parts)
-
-
-def _failures_note(failed: int, searching: bool) -> str:
-    """`` (retry after 1 failure)`` while a cell searches, `` (stopped after 3 failures)`` at
-    ``MAX_FAILED``, `` (done after 1 failure)`` once its budget is met."""
-    if not failed:
-        return ""
-    what = "stopped" if failed >= MAX_FAILED else "retry" if searching else "done"
-    return f" ({what} after {failed} failure{'s' * (failed > 1)})"
-
-
-def _failed(trial: Any) -> str:
-    """``trial T of CELL failed: CAUSE``, the cause read from the trial's error file."""
-    kind = "trial" if trial.config["phase"] == "search" else "final run"
-    cause = read_cause(trial.error_file)
-    return f"{kind} {trial.trial_id} of {trial.config['cell']} failed: {cause}"
-
-
-def _trials(storage: optuna.storages.BaseStorage, cell: str) -> list[optuna.trial.FrozenTrial]:
-    """The trials of the cell's study, none if it does not exist yet."""
-    try:
-        return optuna.load_study(study_name=cell, storage=storage).get_trials(deepcopy=False)
-    except KeyError:
-        return []
-
-
 def _trainable(setup: TrialSetup) -> Any:
     """``run_trial`` with the study's setup, asking for what one trial holds.
 
@@ -455,7 +345,7 @@ def _tune_study(spec: StudySpec, setup: TrialSetup, folder: Path, progress: Prog
     scheduler = scheduler_for(
         [c.id for c in cells], s.type, mode, spec.max_epochs, s.grace_period, s.reduction_factor
     )
-    progress_lines = _StudyProgress(journal, {c.id: c.trials for c in cells}, spec, progress)
+    progress_lines = StudyProgress(journal, {c.id: c.trials for c in cells}, spec, progress)
     tuner = tune.Tuner(
         trainable,
         param_space={},
@@ -516,7 +406,7 @@ def _search_rows(
     phase = "worst_case" if spec.mode == "worst_case" else "search"
     rows: list[dict[str, Any]] = []
     for cell in setup.cells.values():
-        for trial in _trials(journal, cell.id):
+        for trial in cell_trials(journal, cell.id):
             run = trial.user_attrs.get(RUN_ATTR)
             if run is None or not trial.state.is_finished():
                 continue
@@ -565,7 +455,7 @@ def _check_search_done(
     done = (TrialState.COMPLETE, TrialState.PRUNED)
     short, failing = [], []
     for cell in setup.cells.values():
-        found = _trials(journal, cell.id)
+        found = cell_trials(journal, cell.id)
         n = sum(t.state in done for t in found)
         if n < cell.trials:
             short.append(f"{cell.id} {n}/{cell.trials}")
@@ -607,7 +497,8 @@ def _check_finals_done(
         SearchIncompleteError: how many final runs are missing; a rerun resumes them.
     """
     expected = spec.final.seeds * sum(
-        any(t.state == TrialState.COMPLETE for t in _trials(journal, cell)) for cell in setup.cells
+        any(t.state == TrialState.COMPLETE for t in cell_trials(journal, cell))
+        for cell in setup.cells
     )
     found = final["run"].nunique() if len(final) else 0
     if found < expected:

@@ -9,7 +9,7 @@ import yaml
 from optuna.trial import TrialState
 
 from mmlearn.study import load_study
-from mmlearn.study.runner import _StudyProgress
+from mmlearn.study.progress import StudyProgress
 from mmlearn.study.search import MAX_FAILED, journal_storage
 
 STUDY = {
@@ -27,13 +27,13 @@ def _finish(study: optuna.Study, state: TrialState, value: float | None = None) 
     study.tell(study.ask(), value, state=state)
 
 
-def _progress_and_cells(folder: Path) -> tuple[_StudyProgress, list[optuna.Study]]:
+def _progress_and_cells(folder: Path) -> tuple[StudyProgress, list[optuna.Study]]:
     """The progress lines of the tiny study and its two cells' Optuna studies."""
     path = folder / "tiny.yaml"
     path.write_text(yaml.safe_dump(STUDY))
     spec = load_study(path)
     journal = folder / "optuna.journal"
-    progress = _StudyProgress(journal, {c.id: c.trials for c in spec.cells()}, spec, print)
+    progress = StudyProgress(journal, {c.id: c.trials for c in spec.cells()}, spec, print)
     storage = journal_storage(journal)
     cells = [
         optuna.create_study(study_name=c.id, storage=storage, direction="maximize")
