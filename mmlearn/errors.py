@@ -1,4 +1,18 @@
-"""Errors that reach the user as one line: what is wrong, where, and what to do."""
+"""Errors that reach the user as one line: what is wrong, where, and what to do.
+
+Also the helpers every checker of user input shares: a problem's key path (``Loc``), a problem
+(``Problem``: key path and message), and the hints that name what was probably meant.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+Loc = tuple[str | int, ...]
+"""Where a problem is in a nested file: keys and list indices from the top."""
+Problem = tuple[Loc, str]
+"""One broken rule: where, and the message."""
 
 
 class MmlearnError(Exception):
@@ -11,3 +25,15 @@ class DataError(MmlearnError):
 
 class ConfigError(MmlearnError):
     """An option or configuration value breaks a rule."""
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``known``, or an empty string."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_key(key: str, allowed: Iterable[str]) -> str:
+    """The message for a key a section does not have."""
+    names = sorted(allowed)
+    return f"unknown key{did_you_mean(key, names)} (allowed: {', '.join(names)})"

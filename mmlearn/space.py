@@ -13,10 +13,11 @@ method registers) and study files both go through ``parse_dimension``.
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from mmlearn.errors import did_you_mean
 
 Kind = Literal["loguniform", "uniform", "int", "choice"]
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
@@ -64,8 +65,7 @@ def parse_dimension(value: Any) -> Dimension | None:
         )
     ((kind, args),) = value.items()
     if kind not in KINDS:
-        close = difflib.get_close_matches(str(kind), KINDS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(str(kind), KINDS)
         raise ValueError(f"unknown search kind {kind!r}{hint} (use one of {', '.join(KINDS)})")
     if not isinstance(args, list | tuple) or not args:
         raise ValueError(f"{kind} needs a non-empty list, but got {args!r}")

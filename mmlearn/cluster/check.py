@@ -34,9 +34,8 @@ from typing import Any
 import jsonschema
 import ray.autoscaler
 
-from mmlearn.errors import ConfigError
+from mmlearn.errors import ConfigError, Loc, Problem, did_you_mean, unknown_key
 from mmlearn.study import StudySpec, load_study
-from mmlearn.study._errors import did_you_mean, unknown_key
 from mmlearn.study.drivers import DRIVER_RESOURCE
 from mmlearn.study.load import read_mapping
 
@@ -67,9 +66,6 @@ _TYPE_WORDS = {
     "array": "a list",
     "object": "a mapping",
 }
-
-Loc = tuple[str | int, ...]
-Problem = tuple[Loc, str]
 
 
 @dataclass(frozen=True)

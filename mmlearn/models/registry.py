@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from mmlearn.data.missing import MODES
 from mmlearn.data.spec import DatasetSpec
-from mmlearn.errors import ConfigError
+from mmlearn.errors import ConfigError, did_you_mean
 from mmlearn.models.base import MissingModalityModel
 from mmlearn.models.hparams import HParams
 from mmlearn.space import parse_dimension
@@ -41,12 +40,6 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
-
-
-def _suggest(name: str, known: list[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest of ``known``, or an empty string."""
-    close = difflib.get_close_matches(name, known, n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _check_search_space(name: str, hparams_cls: type[HParams]) -> None:
@@ -102,7 +95,7 @@ def register(name: str, hparams_cls: type[HParams]) -> Callable[[B], B]:
 def _entry(name: str) -> _Entry:
     if name not in _REGISTRY:
         raise ConfigError(
-            f"unknown method {name!r}{_suggest(name, names())} (known: {', '.join(names())})"
+            f"unknown method {name!r}{did_you_mean(name, names())} (known: {', '.join(names())})"
         )
     return _REGISTRY[name]
 
@@ -157,7 +150,7 @@ def make_hparams(name: str, hyperparameters: Mapping[str, Any] | HParams | None)
     given = dict(hyperparameters or {})
     fields = [f.name for f in dataclasses.fields(cls)]
     unknown = [
-        f"{name}.{key}: unknown hyperparameter{_suggest(key, fields)}"
+        f"{name}.{key}: unknown hyperparameter{did_you_mean(key, fields)}"
         for key in given
         if key not in fields
     ]

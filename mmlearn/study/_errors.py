@@ -7,27 +7,14 @@ errors, so ``load_study`` can print every problem of a file, one line each.
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-Loc = tuple[str | int, ...]
-Problem = tuple[Loc, str]
+from mmlearn.errors import Problem
+
 ERROR_TYPE = "study"  # the pydantic error type of the problems raised here
-
-
-def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest of ``known``, or an empty string."""
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def unknown_key(key: str, allowed: Iterable[str]) -> str:
-    """The message for a key a section does not have."""
-    names = sorted(allowed)
-    return f"unknown key{did_you_mean(key, names)} (allowed: {', '.join(names)})"
 
 
 def raise_problems(title: str, problems: Sequence[Problem]) -> None:

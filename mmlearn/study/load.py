@@ -22,8 +22,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from mmlearn.errors import ConfigError
-from mmlearn.study._errors import ERROR_TYPE, Loc, did_you_mean, unknown_key
+from mmlearn.errors import ConfigError, Loc, did_you_mean, unknown_key
+from mmlearn.study._errors import ERROR_TYPE
 from mmlearn.study.spec import StudySpec
 
 STORAGE_ENV = "MMLEARN_STORAGE"

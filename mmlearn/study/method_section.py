@@ -13,10 +13,10 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from mmlearn.errors import ConfigError
+from mmlearn.errors import ConfigError, Loc, Problem, did_you_mean, unknown_key
 from mmlearn.models.registry import hparams_class, make_hparams, names
 from mmlearn.space import parse_dimension
-from mmlearn.study._errors import Loc, Problem, did_you_mean, raise_problems, unknown_key
+from mmlearn.study._errors import raise_problems
 from mmlearn.study.fields import Section
 from mmlearn.train.config import TrainConfig
 

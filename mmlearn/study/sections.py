@@ -18,10 +18,10 @@ from mmlearn.data.resolve import open_prepared_store, resolve_store
 from mmlearn.data.source import get_source, list_sources
 from mmlearn.data.spec import TargetSpec
 from mmlearn.data.store import MANIFEST, FeatureStore, open_store
-from mmlearn.errors import ConfigError, DataError
+from mmlearn.errors import ConfigError, DataError, Problem, did_you_mean
 from mmlearn.metrics.patterns import METRIC_MODES
 from mmlearn.models.registry import train_protocol
-from mmlearn.study._errors import Problem, did_you_mean, raise_problems
+from mmlearn.study._errors import raise_problems
 from mmlearn.study.fields import (
     Names,
     NonEmpty,

@@ -18,9 +18,9 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
 from mmlearn.data.missing import MissingProtocol
-from mmlearn.errors import ConfigError
+from mmlearn.errors import ConfigError, Loc, Problem, did_you_mean
 from mmlearn.metrics.patterns import metric_names
-from mmlearn.study._errors import Loc, Problem, did_you_mean, raise_problems
+from mmlearn.study._errors import raise_problems
 from mmlearn.study.cells import Cell, plan_cells
 from mmlearn.study.fields import NonEmpty, PathField, Section, Slug, as_tuple
 from mmlearn.study.method_section import MethodSpec, method_entry, train_section
