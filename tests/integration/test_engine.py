@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from mmlearn.models.fusion import EarlyFusion
 from mmlearn.train.checkpoint import PROGRESS, load_best_state, read_progress
 from mmlearn.train.config import TrainConfig
 from mmlearn.train.distributed import current_world, run_distributed
-from mmlearn.train.engine import NonFiniteLossError, fit
+from mmlearn.train.engine import NonFiniteLossError, best_so_far, fit
 from mmlearn.train.evaluation import evaluate
 
 TINY = {"hidden": 16, "cls_layers": (16,)}
@@ -315,3 +316,57 @@ def test_a_selection_metric_the_task_lacks_is_a_config_error(mfeat_store):
     config = TrainConfig(epochs=1, selection_metric="acc2_has0")
     with pytest.raises(ConfigError, match=r"train\.selection_metric: must be one of"):
         fit(early_fusion(mfeat_store), mfeat_store, protocol(mfeat_store), config)
+
+
+# Selection over the final stage: a method is only itself after its last stage ----------------
+
+
+def _fit_where_stage_one_wins(store: FeatureStore, name: str, hparams: dict[str, Any]) -> Any:
+    """Fit ``name`` with settings under which an epoch of its first stage scores best."""
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        model = build(name, hparams, store.spec())
+    config = TrainConfig(epochs=4, batch_size=128, lr=3e-3, seed=1)
+    result = fit(model, store, protocol(store), config)
+    stages = [r["stage"] for r in result.history]
+    first = [r["score"] for r, s in zip(result.history, stages, strict=True) if s == stages[0]]
+    final = [r["score"] for r, s in zip(result.history, stages, strict=True) if s == stages[-1]]
+    assert max(first) > max(final), "precondition: a first-stage epoch must score best"
+    return stages, result
+
+
+@pytest.mark.parametrize(
+    ("name", "hparams"),
+    [
+        # one imagination epoch whose loss is mostly the imagination MSE: the fresh student
+        # classifier stays below the teacher
+        ("mmin", {**TINY_AE, "teacher_share": 0.75, "mse_weight": 100.0}),
+        # one adaptation epoch with the encoders at 10^4 x the heads' rate wrecks the ensemble
+        ("ume_mma", {"hidden": 16, "unimodal_share": 0.75, "encoder_lr_scale": 1e4}),
+    ],
+    ids=["mmin", "ume_mma"],
+)
+def test_only_final_stage_epochs_are_selected(mfeat_store, name, hparams):
+    stages, result = _fit_where_stage_one_wins(mfeat_store, name, hparams)
+    final = [i + 1 for i, s in enumerate(stages) if s == stages[-1]]
+    scores = {r["epoch"]: r["score"] for r in result.history}
+    assert result.best_epoch in final
+    assert result.best_score == max(scores[e] for e in final)
+    for report in result.history:
+        if report["stage"] != stages[-1]:  # no final-stage epoch yet
+            assert report["best_epoch"] is None and report["best_score"] is None
+            assert best_so_far(report) == "no final-stage epoch yet"
+        else:
+            assert best_so_far(report).endswith(f"@ epoch {report['best_epoch']}")
+        assert report["score"] == report["val"]["mean"]["macro_f1"]  # for Tune every epoch
+    torch.manual_seed(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        restored = build(name, hparams, mfeat_store.spec())
+    restored.load_state_dict(result.best_state)
+    if name == "mmin":
+        assert restored.student_initialised
+    restored.set_stage(stages[-1])
+    val = evaluate(restored, mfeat_store.split("val"), mfeat_store.spec(), 128)
+    assert val["mean"]["macro_f1"] == pytest.approx(result.best_score, abs=1e-6)
