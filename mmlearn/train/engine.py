@@ -1,7 +1,7 @@
 """The training loop: the only code that calls backward, steps, clips and checkpoints.
 
 ``fit`` runs every stage of a ``MissingModalityModel`` on DeepSpeed. Methods own their loss
-(``model.loss``) and hooks (``on_step_end``); the loop owns the rest. The same ``fit`` runs in
+(``model.loss``) and hooks (``on_step_end``, ``on_epoch_end``); the loop owns the rest. The same ``fit`` runs in
 one process or on every rank of a process group (Ray Train, torchrun, ``run_distributed``).
 
 Per epoch: train on the protocol's masks, validate on every non-empty pattern, select on the
@@ -309,6 +309,7 @@ class _FitRun:
                 started = time.perf_counter()
                 lrs = self._learning_rates()
                 train = self._train_epoch(epoch, span)
+                self.model.on_epoch_end(epoch + 1, self.config.epochs)
                 trained = time.perf_counter()
                 report = self._validate(epoch, span, train, lrs)
                 report["train_seconds"] = trained - started

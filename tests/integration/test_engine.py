@@ -126,8 +126,12 @@ def test_fit_beats_chance_and_reports_every_pattern(mfeat_store):
 
 @pytest.mark.parametrize(
     ("name", "hparams", "zero_stage"),
-    [("mmin", {**TINY_AE, "teacher_share": 0.5}, 0), ("redcore", TINY_AE, 2)],
-    ids=["two-stage-zero0", "redcore-zero2"],
+    [
+        ("mmin", {**TINY_AE, "teacher_share": 0.5}, 0),
+        ("redcore", TINY_AE, 2),
+        ("dmrnet", {"hidden": 16}, 1),  # mines after epoch 1 of 2: the checkpoint holds it
+    ],
+    ids=["two-stage-zero0", "redcore-zero2", "dmrnet-zero1"],
 )
 def test_resuming_from_a_checkpoint_equals_uninterrupted_training(
     mfeat_store, tmp_path, name, hparams, zero_stage
@@ -370,3 +374,19 @@ def test_only_final_stage_epochs_are_selected(mfeat_store, name, hparams):
     restored.set_stage(stages[-1])
     val = evaluate(restored, mfeat_store.split("val"), mfeat_store.spec(), 128)
     assert val["mean"]["macro_f1"] == pytest.approx(result.best_score, abs=1e-6)
+
+
+def test_dmrnet_regularises_an_incomplete_combination_after_six_epochs_of_20(mfeat_store):
+    spec = mfeat_store.spec()
+    torch.manual_seed(0)
+    model = build("dmrnet", {"hidden": 16}, spec)  # default warm-up: 6 epochs
+    own = MissingProtocol(spec.names, "uniform_nonempty", {}, seed=0)
+    config = TrainConfig(epochs=20, batch_size=256, lr=1e-3, seed=0)
+    result = fit(model, mfeat_store, own, config)
+    hard = [sorted(k for k in r["internals"] if k.startswith("hard/")) for r in result.history]
+    assert hard[:5] == [[]] * 5  # mined after the training steps of epoch 6
+    (mined,) = hard[5]
+    assert hard[5:] == [[mined]] * 15
+    assert all(r["train"]["hcr"] == 0.0 for r in result.history[:6])
+    assert mined.removeprefix("hard/") in {"fac", "fou", "mor", "fac+fou", "fac+mor", "fou+mor"}
+    assert all(r["train"]["hcr"] > 0.0 for r in result.history[6:])
