@@ -84,8 +84,9 @@ class MissingModalityModel(nn.Module):
             epoch: the epoch just trained, 1-based over the whole fit (all stages).
             epochs: the fit's epoch budget (e.g. DMRNet's warm-up is a share of it).
 
-        A resumed fit calls it for the epochs it trains only, so state it changes belongs in
-        the model's extra state (``get_extra_state``), which checkpoints keep.
+        Every rank calls it at the same point, so it may use a collective. A resumed fit calls
+        it for the epochs it trains only, so state it changes belongs in the model's extra
+        state (``get_extra_state``), which checkpoints keep.
         """
 
     def internals(self) -> dict[str, float]:

@@ -10,11 +10,12 @@ where a sample is hard when its modality combination is one of the hard combinat
 given (``hard_combinations``, as in the face anti-spoofing code) or mined once, at the end of a
 warm-up of ``hcr_warmup_epochs`` epochs, as the ``hcr_top_k`` incomplete non-empty combinations
 with the largest mean embedding variance over the warm-up. The audio-visual code compares the
-two unimodal combinations (methods.md §2.2); with more modalities every incomplete combination
-is a candidate, the full one never (it is the easiest, not the one to up-weight). The warm-up
-counts epochs as the official code does (HCR from epoch 6 of 100); budgets shorter than three
-warm-ups get a third of the budget (``hcr_warmup``). As in the official code the regulariser
-shares the task head, so it up-weights the hard samples' task loss.
+two unimodal combinations (methods.md §2.2) and the face anti-spoofing code's fixed hard
+combinations are incomplete too (§2.3); with more modalities every incomplete combination is a
+candidate, the full one never. The warm-up counts epochs as the official code does (HCR from
+epoch 6 of 100); budgets shorter than three warm-ups get a third of the budget
+(``hcr_warmup``). As in the official code the regulariser shares the task head, so it
+up-weights the hard samples' task loss.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The training loop: the only code that calls backward, steps, clips and checkpoints.
 
 ``fit`` runs every stage of a ``MissingModalityModel`` on DeepSpeed. Methods own their loss
-(``model.loss``) and hooks (``on_step_end``, ``on_epoch_end``); the loop owns the rest. The same ``fit`` runs in
-one process or on every rank of a process group (Ray Train, torchrun, ``run_distributed``).
+(``model.loss``) and hooks (``on_step_end``, ``on_epoch_end``); the loop owns the rest. The
+same ``fit`` runs in one process or on every rank of a process group (Ray Train, torchrun,
+``run_distributed``).
 
 Per epoch: train on the protocol's masks, validate on every non-empty pattern, select on the
 mean over patterns of the selection metric, optionally checkpoint, then hand the epoch report
