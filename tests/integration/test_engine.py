@@ -18,6 +18,7 @@ from mmlearn.data.missing import MissingProtocol, evaluation_patterns
 from mmlearn.data.store import FeatureStore, open_store
 from mmlearn.errors import ConfigError, MmlearnError
 from mmlearn.models import ExperimentalWarning, LossOutput, ModelOutput, build, hparams_class
+from mmlearn.models.dmrnet import HardCombinationMiner
 from mmlearn.models.fusion import EarlyFusion
 from mmlearn.train.checkpoint import PROGRESS, load_best_state, read_progress
 from mmlearn.train.config import TrainConfig
@@ -287,6 +288,26 @@ def test_two_ranks_count_every_sample_and_pattern_exactly_once(mfeat_store):
         assert r["report"]["val"]["samples"] == r["val"]["samples"]
     assert ranks[0]["val"] == ranks[1]["val"]
     assert_close(ranks[0]["state"], ranks[1]["state"], "replicas")
+
+
+def _mine_on_two_ranks() -> tuple[int, ...]:
+    """One rank of the DMRNet mining test: rank 0 alone would pick bits 1, the pooled means 2."""
+    miner = HardCombinationMiner(("a", "b", "c"), warmup_epochs=1, top_k=1)
+    if current_world().rank == 0:  # bits 1: 3.0 (1 sample), bits 2: 2.0 (3 samples)
+        miner.observe(torch.tensor([1, 2, 2, 2]), torch.tensor([3.0, 2.0, 2.0, 2.0]))
+    else:  # bits 1: 0.0 (3 samples), bits 2: 2.0 (1 sample)
+        miner.observe(torch.tensor([1, 1, 1, 2]), torch.tensor([0.0, 0.0, 0.0, 2.0]))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # nccl: the rank's GPU
+    miner.end_epoch(1, epochs=20, device=device)
+    return miner.hard
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available() and torch.cuda.device_count() < 2, reason="needs 2 GPUs under nccl"
+)
+def test_dmrnet_ranks_mine_the_same_combination_from_pooled_means():
+    # pooled means: bits 1 -> (3 + 0) / 4 = 0.75, bits 2 -> 8 / 4 = 2.0
+    assert run_distributed(_mine_on_two_ranks, 2) == [(2,), (2,)]
 
 
 def test_cpu_accelerator_is_chosen_before_deepspeed_loads():
