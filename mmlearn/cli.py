@@ -408,13 +408,14 @@ def _train(args: argparse.Namespace) -> int:
 def print_epoch(report: dict[str, Any]) -> None:
     """Progress line of one epoch, printed by rank 0 only."""
     from mmlearn.train.distributed import current_world
+    from mmlearn.train.engine import best_so_far
 
     if current_world().rank != 0:
         return
     print(
         f"epoch {report['epoch']:>3}/{report['epochs']} {report['stage']:<11} "
         f"loss {report['train']['loss']:.4f}  val {report['score']:.4f} "
-        f"(best {report['best_score']:.4f} @ {report['best_epoch']})  {report['seconds']:.1f} s",
+        f"({best_so_far(report)})  {report['seconds']:.1f} s",
         flush=True,
     )
 

@@ -77,6 +77,18 @@ class MissingModalityModel(nn.Module):
     def on_step_end(self, out: ModelOutput, batch: Batch) -> None:
         """Called after every optimizer step (e.g. RedCore's relative-advantage update)."""
 
+    def on_epoch_end(self, epoch: int, epochs: int) -> None:
+        """Called after the training steps of every epoch, before it is validated.
+
+        Args:
+            epoch: the epoch just trained, 1-based over the whole fit (all stages).
+            epochs: the fit's epoch budget (e.g. DMRNet's warm-up is a share of it).
+
+        Every rank calls it at the same point, so it may use a collective. A resumed fit calls
+        it for the epochs it trains only, so state it changes belongs in the model's extra
+        state (``get_extra_state``), which checkpoints keep.
+        """
+
     def internals(self) -> dict[str, float]:
         """Method internals to log over time (RedCore's β per modality, ...)."""
         return {}

@@ -19,6 +19,20 @@ As in the official step, a training loss first updates the weighter with the ste
 then weights R_m with the updated beta. Under data parallelism that update uses R_m over the
 global batch (each rank's R_m weighted by its n_m, ``global_errors``), so every rank holds the
 same weighter state.
+
+One deviation is kept: the official step clips each sub-network's gradient norm at 1.0
+separately (methods.md §1.5); here the engine clips the global norm of all gradients at
+``train.grad_clip`` (1.0) through DeepSpeed, which owns the gradients between backward and
+step (deepspeed 0.19). At ZeRO 0 ``param.grad`` is there to clip (fp32: ``clip_fp32_gradients``
+in ``engine._take_model_step``; bf16: ``FP16_UnfusedOptimizer.step`` clips fp32 copies by one
+global norm). At ZeRO 1-2 backward reduces the gradients into each rank's flat partition and
+clears ``param.grad``; the partition is scaled by one global norm in ``optimizer.step``
+(``stage_1_and_2.unscale_and_clip_grads``), and per-parameter access
+(``deepspeed.utils.safe_get_full_grad``) costs a collective per parameter per step. The
+official rule would thus hold at ZeRO 0 only, so results would depend on the ZeRO stage. The
+global norm is never smaller than a sub-network's, so the global rule clips at least as often
+and scales every network alike; Adam normalises either scale per parameter, so the two rules
+differ through its moment estimates when clipping is active.
 """
 
 from __future__ import annotations

@@ -44,8 +44,9 @@ class Progress:
         engine_first_epoch: the epoch at which the current DeepSpeed engine (optimizer and
             LR scheduler) was created; its scheduler counts steps from there.
         world_size: number of ranks that trained.
-        best_epoch: the best epoch so far (1-based), or None before the first.
-        best_score: its selection score.
+        best_epoch: the best epoch of the method's final stage so far (1-based), or None
+            before the final stage (only its epochs are selected).
+        best_score: its selection score, or None with ``best_epoch``.
         history: the epoch reports so far, oldest first.
     """
 

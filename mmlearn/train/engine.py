@@ -1,12 +1,17 @@
 """The training loop: the only code that calls backward, steps, clips and checkpoints.
 
 ``fit`` runs every stage of a ``MissingModalityModel`` on DeepSpeed. Methods own their loss
-(``model.loss``) and hooks (``on_step_end``); the loop owns the rest. The same ``fit`` runs in
-one process or on every rank of a process group (Ray Train, torchrun, ``run_distributed``).
+(``model.loss``) and hooks (``on_step_end``, ``on_epoch_end``); the loop owns the rest. The
+same ``fit`` runs in one process or on every rank of a process group (Ray Train, torchrun,
+``run_distributed``).
 
 Per epoch: train on the protocol's masks, validate on every non-empty pattern, select on the
 mean over patterns of the selection metric, optionally checkpoint, then hand the epoch report
 to ``on_epoch`` (where a Ray Tune trial reports and saves).
+
+Only epochs of a method's final stage are selected: before it the model is not yet the method
+(MMIN's teacher has no trained student, UME-MMA's unimodal stage is plain UME), so restoring
+such an epoch would test another model under the method's name.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ class FitResult:
     """What a fit returns.
 
     Attributes:
-        best_epoch: the selected epoch (1-based).
+        best_epoch: the selected epoch (1-based), the best of the final stage.
         best_score: its selection score (mean over patterns of ``selection_metric``).
         selection_metric: the metric that selected it.
         best_state: the model's state_dict at the best epoch (CPU copies); the model itself is
@@ -77,7 +82,7 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     resume_from: str | Path | None = None,
 ) -> FitResult:
-    """Train ``model`` through all of its stages and select its best epoch on validation.
+    """Train ``model`` through all of its stages and select its best final-stage epoch.
 
     Stages get ``config.epochs`` shared by their ``epoch_share``. Before each stage the loop
     calls ``model.set_stage``; when that changes ``model.param_groups(config.lr)`` (which
@@ -99,7 +104,9 @@ def fit(
             ``lr`` (per parameter group), ``val`` (see ``evaluate``), ``score``, ``best_epoch``,
             ``best_score``, ``internals`` (``model.internals()``), ``train_seconds`` (the
             training steps), ``seconds`` (training and validation) and ``checkpoint`` (the
-            directory written for this epoch, or None).
+            directory written for this epoch, or None). ``score`` is the epoch's own
+            validation score in every stage; ``best_epoch`` and ``best_score`` are those of
+            the best final-stage epoch so far, None before the final stage.
         checkpoint_dir: if given, a checkpoint is written to ``<dir>/epoch-NNNN`` after every
             epoch, before ``on_epoch``; the previous epoch's one is removed after ``on_epoch``
             returns.
@@ -107,7 +114,7 @@ def fit(
             training continues after its last epoch as if it had never stopped.
 
     Returns:
-        The best epoch, its score and state, and every epoch's report.
+        The best epoch of the final stage, its score and state, and every epoch's report.
 
     Raises:
         ConfigError: the configuration does not fit the model or data.
@@ -116,6 +123,13 @@ def fit(
     with process_group() as world:
         run = _FitRun(model, data, protocol, config, world, on_epoch, checkpoint_dir)
         return run.run(resume_from)
+
+
+def best_so_far(report: Mapping[str, Any]) -> str:
+    """``best 0.8123 @ epoch 7`` of an epoch report, or that no final-stage epoch is done yet."""
+    if report["best_epoch"] is None:
+        return "no final-stage epoch yet"
+    return f"best {report['best_score']:.4f} @ epoch {report['best_epoch']}"
 
 
 def _splits(data: FeatureStore | Mapping[str, StoreSplit]) -> tuple[StoreSplit, StoreSplit]:
@@ -305,6 +319,7 @@ class _FitRun:
                 started = time.perf_counter()
                 lrs = self._learning_rates()
                 train = self._train_epoch(epoch, span)
+                self.model.on_epoch_end(epoch + 1, self.config.epochs)
                 trained = time.perf_counter()
                 report = self._validate(epoch, span, train, lrs)
                 report["train_seconds"] = trained - started
@@ -376,7 +391,10 @@ class _FitRun:
         val = evaluate(self.model, self.val_split, self.spec, self.config.batch_size)
         score = val["mean"][self.metric]
         best = self.progress.best_score
-        if best is None or (score > best if self.larger_is_better else score < best):
+        selectable = span == self.spans[-1]
+        if selectable and (
+            best is None or (score > best if self.larger_is_better else score < best)
+        ):
             self.progress.best_epoch, self.progress.best_score = epoch + 1, score
             self.best_state = _cpu_state(self.model)
         self.progress.epochs_done = epoch + 1
@@ -395,15 +413,14 @@ class _FitRun:
         }
         self.progress.history.append(report)
         log.info(
-            "epoch %d/%d (%s): loss %.4f, val %s %.4f (best %.4f at epoch %d)",
+            "epoch %d/%d (%s): loss %.4f, val %s %.4f (%s)",
             epoch + 1,
             self.config.epochs,
             span.name,
             train["loss"],
             self.metric,
             score,
-            self.progress.best_score,
-            self.progress.best_epoch,
+            best_so_far(report),
         )
         return report
 

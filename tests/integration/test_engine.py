@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,12 @@ from mmlearn.data.missing import MissingProtocol, evaluation_patterns
 from mmlearn.data.store import FeatureStore, open_store
 from mmlearn.errors import ConfigError, MmlearnError
 from mmlearn.models import ExperimentalWarning, LossOutput, ModelOutput, build, hparams_class
+from mmlearn.models.dmrnet import HardCombinationMiner
 from mmlearn.models.fusion import EarlyFusion
 from mmlearn.train.checkpoint import PROGRESS, load_best_state, read_progress
 from mmlearn.train.config import TrainConfig
 from mmlearn.train.distributed import current_world, run_distributed
-from mmlearn.train.engine import NonFiniteLossError, fit
+from mmlearn.train.engine import NonFiniteLossError, best_so_far, fit
 from mmlearn.train.evaluation import evaluate
 
 TINY = {"hidden": 16, "cls_layers": (16,)}
@@ -125,8 +127,12 @@ def test_fit_beats_chance_and_reports_every_pattern(mfeat_store):
 
 @pytest.mark.parametrize(
     ("name", "hparams", "zero_stage"),
-    [("mmin", {**TINY_AE, "teacher_share": 0.5}, 0), ("redcore", TINY_AE, 2)],
-    ids=["two-stage-zero0", "redcore-zero2"],
+    [
+        ("mmin", {**TINY_AE, "teacher_share": 0.5}, 0),
+        ("redcore", TINY_AE, 2),
+        ("dmrnet", {"hidden": 16}, 1),  # mines after epoch 1 of 2: the checkpoint holds it
+    ],
+    ids=["two-stage-zero0", "redcore-zero2", "dmrnet-zero1"],
 )
 def test_resuming_from_a_checkpoint_equals_uninterrupted_training(
     mfeat_store, tmp_path, name, hparams, zero_stage
@@ -284,6 +290,26 @@ def test_two_ranks_count_every_sample_and_pattern_exactly_once(mfeat_store):
     assert_close(ranks[0]["state"], ranks[1]["state"], "replicas")
 
 
+def _mine_on_two_ranks() -> tuple[int, ...]:
+    """One rank of the DMRNet mining test: rank 0 alone would pick bits 1, the pooled means 2."""
+    miner = HardCombinationMiner(("a", "b", "c"), warmup_epochs=1, top_k=1)
+    if current_world().rank == 0:  # bits 1: 3.0 (1 sample), bits 2: 2.0 (3 samples)
+        miner.observe(torch.tensor([1, 2, 2, 2]), torch.tensor([3.0, 2.0, 2.0, 2.0]))
+    else:  # bits 1: 0.0 (3 samples), bits 2: 2.0 (1 sample)
+        miner.observe(torch.tensor([1, 1, 1, 2]), torch.tensor([0.0, 0.0, 0.0, 2.0]))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # nccl: the rank's GPU
+    miner.end_epoch(1, epochs=20, device=device)
+    return miner.hard
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available() and torch.cuda.device_count() < 2, reason="needs 2 GPUs under nccl"
+)
+def test_dmrnet_ranks_mine_the_same_combination_from_pooled_means():
+    # pooled means: bits 1 -> (3 + 0) / 4 = 0.75, bits 2 -> 8 / 4 = 2.0
+    assert run_distributed(_mine_on_two_ranks, 2) == [(2,), (2,)]
+
+
 def test_cpu_accelerator_is_chosen_before_deepspeed_loads():
     env = {k: v for k, v in os.environ.items() if k != "DS_ACCELERATOR"}
     code = (
@@ -315,3 +341,73 @@ def test_a_selection_metric_the_task_lacks_is_a_config_error(mfeat_store):
     config = TrainConfig(epochs=1, selection_metric="acc2_has0")
     with pytest.raises(ConfigError, match=r"train\.selection_metric: must be one of"):
         fit(early_fusion(mfeat_store), mfeat_store, protocol(mfeat_store), config)
+
+
+# Selection over the final stage: a method is only itself after its last stage ----------------
+
+
+def _fit_where_stage_one_wins(store: FeatureStore, name: str, hparams: dict[str, Any]) -> Any:
+    """Fit ``name`` with settings under which an epoch of its first stage scores best."""
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        model = build(name, hparams, store.spec())
+    config = TrainConfig(epochs=4, batch_size=128, lr=3e-3, seed=1)
+    result = fit(model, store, protocol(store), config)
+    stages = [r["stage"] for r in result.history]
+    first = [r["score"] for r, s in zip(result.history, stages, strict=True) if s == stages[0]]
+    final = [r["score"] for r, s in zip(result.history, stages, strict=True) if s == stages[-1]]
+    assert max(first) > max(final), "precondition: a first-stage epoch must score best"
+    return stages, result
+
+
+@pytest.mark.parametrize(
+    ("name", "hparams"),
+    [
+        # one imagination epoch whose loss is mostly the imagination MSE: the fresh student
+        # classifier stays below the teacher
+        ("mmin", {**TINY_AE, "teacher_share": 0.75, "mse_weight": 100.0}),
+        # one adaptation epoch with the encoders at 10^4 x the heads' rate wrecks the ensemble
+        ("ume_mma", {"hidden": 16, "unimodal_share": 0.75, "encoder_lr_scale": 1e4}),
+    ],
+    ids=["mmin", "ume_mma"],
+)
+def test_only_final_stage_epochs_are_selected(mfeat_store, name, hparams):
+    stages, result = _fit_where_stage_one_wins(mfeat_store, name, hparams)
+    final = [i + 1 for i, s in enumerate(stages) if s == stages[-1]]
+    scores = {r["epoch"]: r["score"] for r in result.history}
+    assert result.best_epoch in final
+    assert result.best_score == max(scores[e] for e in final)
+    for report in result.history:
+        if report["stage"] != stages[-1]:  # no final-stage epoch yet
+            assert report["best_epoch"] is None and report["best_score"] is None
+            assert best_so_far(report) == "no final-stage epoch yet"
+        else:
+            assert best_so_far(report).endswith(f"@ epoch {report['best_epoch']}")
+        assert report["score"] == report["val"]["mean"]["macro_f1"]  # for Tune every epoch
+    torch.manual_seed(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        restored = build(name, hparams, mfeat_store.spec())
+    restored.load_state_dict(result.best_state)
+    if name == "mmin":
+        assert restored.student_initialised
+    restored.set_stage(stages[-1])
+    val = evaluate(restored, mfeat_store.split("val"), mfeat_store.spec(), 128)
+    assert val["mean"]["macro_f1"] == pytest.approx(result.best_score, abs=1e-6)
+
+
+def test_dmrnet_regularises_an_incomplete_combination_after_six_epochs_of_20(mfeat_store):
+    spec = mfeat_store.spec()
+    torch.manual_seed(0)
+    model = build("dmrnet", {"hidden": 16}, spec)  # default warm-up: 6 epochs
+    own = MissingProtocol(spec.names, "uniform_nonempty", {}, seed=0)
+    config = TrainConfig(epochs=20, batch_size=256, lr=1e-3, seed=0)
+    result = fit(model, mfeat_store, own, config)
+    hard = [sorted(k for k in r["internals"] if k.startswith("hard/")) for r in result.history]
+    assert hard[:5] == [[]] * 5  # mined after the training steps of epoch 6
+    (mined,) = hard[5]
+    assert hard[5:] == [[mined]] * 15
+    assert all(r["train"]["hcr"] == 0.0 for r in result.history[:6])
+    assert mined.removeprefix("hard/") in {"fac", "fou", "mor", "fac+fou", "fac+mor", "fou+mor"}
+    assert all(r["train"]["hcr"] > 0.0 for r in result.history[6:])

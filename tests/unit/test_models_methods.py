@@ -12,7 +12,7 @@ import torch
 from mmlearn.errors import ConfigError
 from mmlearn.models import ExperimentalWarning, registry
 from mmlearn.models._inputs import drop_independent, drop_to_incomplete, encode, pattern_bits
-from mmlearn.models.dmrnet import DMRNet, HardCombinationMiner, parse_combination
+from mmlearn.models.dmrnet import DMRNet, HardCombinationMiner, hcr_warmup, parse_combination
 from mmlearn.models.hparams import CodeBaseHParams
 from mmlearn.models.mmin import MMIN
 from mmlearn.models.ume_mma import UMEMMA
@@ -33,26 +33,50 @@ def build(name: str, **kw: object) -> torch.nn.Module:
 # DMRNet ---------------------------------------------------------------------------------------
 
 
-def test_miner_picks_the_highest_mean_variance_after_warmup() -> None:
-    miner = HardCombinationMiner(NAMES, warmup_steps=2, top_k=1)
-    miner.observe(torch.tensor([1, 2, 7]), torch.tensor([1.0, 3.0, 0.1]))
-    assert miner.hard == ()
-    miner.observe(torch.tensor([1, 2, 2]), torch.tensor([5.0, 1.0, 2.0]))
-    # means: bits 1 -> 3.0, bits 2 -> 2.0, bits 7 -> 0.1
-    assert miner.hard == (1,)
-    assert miner.is_hard(torch.tensor([1, 2, 3])).tolist() == [True, False, False]
+CPU = torch.device("cpu")
+
+
+def test_miner_picks_the_incomplete_combination_of_highest_mean_variance_after_warmup() -> None:
+    miner = HardCombinationMiner(NAMES, warmup_epochs=2, top_k=1)
+    miner.observe(torch.tensor([1, 2, 7]), torch.tensor([1.0, 3.0, 9.0]))
+    miner.end_epoch(1, epochs=20, device=CPU)
+    assert miner.hard == () and not miner.mined
+    miner.observe(torch.tensor([1, 2, 2, 7]), torch.tensor([5.0, 1.0, 2.0, 8.0]))
+    miner.end_epoch(2, epochs=20, device=CPU)
+    # means: bits 1 -> 3.0, bits 2 -> 2.0; the full combination 7 (8.5) is never hard
+    assert miner.hard == (1,) and miner.mined
+    assert miner.is_hard(torch.tensor([1, 2, 3, 7])).tolist() == [True, False, False, False]
     miner.observe(torch.tensor([2]), torch.tensor([100.0]))  # mined once, never again
+    miner.end_epoch(3, epochs=20, device=CPU)
     assert miner.hard == (1,)
+
+
+def test_only_the_full_combination_seen_mines_nothing() -> None:
+    miner = HardCombinationMiner(NAMES, warmup_epochs=1, top_k=2)
+    miner.observe(torch.tensor([7, 7]), torch.tensor([1.0, 2.0]))
+    miner.end_epoch(1, epochs=20, device=CPU)
+    assert miner.mined and miner.hard == ()
+
+
+@pytest.mark.parametrize(
+    ("epochs", "warmup"), [(100, 6), (18, 6), (17, 5), (20, 6), (9, 3), (5, 1), (2, 1), (1, 1)]
+)
+def test_hcr_warmup_is_six_epochs_or_a_third_of_a_short_budget(epochs: int, warmup: int) -> None:
+    assert hcr_warmup(6, epochs) == warmup
 
 
 def test_miner_state_round_trip_and_fixed_mode() -> None:
-    miner = HardCombinationMiner(NAMES, warmup_steps=5, top_k=2)
+    miner = HardCombinationMiner(NAMES, warmup_epochs=5, top_k=2)
     miner.observe(torch.tensor([1, 6]), torch.tensor([1.0, 2.0]))
-    fresh = HardCombinationMiner(NAMES, warmup_steps=5, top_k=2)
+    fresh = HardCombinationMiner(NAMES, warmup_epochs=5, top_k=2)
     fresh.set_extra_state(miner.get_extra_state())
     assert fresh.get_extra_state() == miner.get_extra_state()
-    fixed = HardCombinationMiner(NAMES, warmup_steps=0, top_k=1, fixed=[5])
+    miner.end_epoch(5, epochs=20, device=CPU)
+    fresh.set_extra_state(miner.get_extra_state())
+    assert fresh.mined and fresh.hard == (6, 1)
+    fixed = HardCombinationMiner(NAMES, warmup_epochs=1, top_k=1, fixed=[5])
     fixed.observe(torch.tensor([1]), torch.tensor([9.0]))
+    fixed.end_epoch(1, epochs=20, device=CPU)
     assert fixed.hard == (5,)
 
 
@@ -76,16 +100,18 @@ def test_hcr_is_the_task_loss_of_hard_samples_over_the_batch() -> None:
     assert model.internals()["hard/speech"] == 1.0
 
 
-def test_dmrnet_mines_during_training_steps_only() -> None:
-    model = build("dmrnet", hcr_warmup_steps=2)
+def test_dmrnet_observes_training_steps_only_and_mines_at_the_end_of_its_warmup() -> None:
+    model = build("dmrnet", hcr_warmup_epochs=2)
     batch = make_batch(SPEC, all_patterns(SPEC))
     model.eval()
     model.on_step_end(model(batch), batch)
-    assert model.miner.step == 0
+    assert model.miner.count == {}
     model.train()
-    for _ in range(2):
+    for epoch in (1, 2):
         model.on_step_end(model(batch), batch)
-    assert len(model.miner.hard) == 1
+        assert model.miner.hard == ()
+        model.on_epoch_end(epoch, epochs=20)
+    assert len(model.miner.hard) == 1 and 0 < model.miner.hard[0] < 0b111
     assert sum(k.startswith("hard/") for k in model.internals()) == 1
 
 
