@@ -16,7 +16,8 @@ from mmlearn.models.dmrnet import DMRNet, HardCombinationMiner, hcr_warmup, pars
 from mmlearn.models.hparams import CodeBaseHParams
 from mmlearn.models.mmin import MMIN
 from mmlearn.models.ume_mma import UMEMMA
-from tests.unit.test_models_contract import TINY, all_patterns, make_batch, make_spec
+from tests.tiny_models import TINY
+from tests.unit.test_models_contract import all_patterns, make_batch, make_spec
 
 SPEC = make_spec("vector")
 NAMES = SPEC.names

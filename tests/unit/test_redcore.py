@@ -21,7 +21,8 @@ from mmlearn.models.redcore import (
     vib_kl,
 )
 from mmlearn.train.distributed import run_distributed
-from tests.unit.test_models_contract import TINY, all_patterns, make_batch, make_spec
+from tests.tiny_models import TINY
+from tests.unit.test_models_contract import all_patterns, make_batch, make_spec
 
 MODS = ("a", "b", "c")
 
