@@ -26,7 +26,7 @@ from aim.sdk.types import QueryReportMode
 from aimrocks.errors import RocksIOError
 
 from mmlearn.report.journal import TRIAL_COLUMNS
-from mmlearn.report.records import ReportError, StudyRecords, tidy_final
+from mmlearn.report.records import ReportError, StudyRecords, tidy_final, with_weights
 from mmlearn.study.spec import StudySpec
 
 log = logging.getLogger(__name__)
@@ -81,13 +81,16 @@ def _metrics(repo: Repo, query: str) -> pd.DataFrame:
     )[["hash", "split", "pattern", "name", "step", "value"]]  # fmt: skip
 
 
-def _base(spec: StudySpec, meta: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+def _base(
+    spec: StudySpec, meta: dict[str, Any], outcome: dict[str, Any], fold: int | None
+) -> dict[str, Any]:
     """The columns of a run that every one of its rows repeats."""
     return {
         "study": spec.name,
         "cell": meta["cell"],
         "method": meta["method"],
         "condition": meta["condition"],
+        "fold": fold,
         "run": meta["trial_id"],
         "seed": meta["seed"],
         **{f"hp.{k}": _cell_value(v) for k, v in sorted(meta["hparams"].items())},
@@ -120,13 +123,15 @@ def _rows(
         f"and metric.context.split in {splits!r}"
     )
     metrics = _metrics(repo, query)
+    folds = {cell.id: cell.fold for cell in spec.cells()}
     rows = []
     for run in runs:
         own = metrics[metrics["hash"] == run["hash"]]
         if not own.empty:
             step = own.loc[own["split"] == splits[-1], "step"].max()
             rows += _pattern_rows(
-                _base(spec, run["mmlearn"], run["outcome"]), own[own["step"] == step]
+                _base(spec, run["mmlearn"], run["outcome"], folds.get(run["mmlearn"]["cell"])),
+                own[own["step"] == step],
             )
     return pd.DataFrame(rows)
 
@@ -154,6 +159,8 @@ def read_aim(location: str, spec: StudySpec) -> StudyRecords:
     worst = (
         _rows(spec, runs, repo, "search", ("val",)) if spec.mode == "worst_case" else pd.DataFrame()
     )
+    if not worst.empty:
+        worst = with_weights(worst, spec, ("cell", "run"))
     if final.empty and worst.empty:
         raise ReportError(
             f"{location}: no finished final run of study {spec.name!r} in this Aim repository "
@@ -164,7 +171,7 @@ def read_aim(location: str, spec: StudySpec) -> StudyRecords:
         [
             {"cell": r["mmlearn"]["cell"], "number": r["mmlearn"]["number"],
              "state": STATES[r["outcome"]["status"]], "epochs": r["outcome"]["epochs"],
-             "value": math.nan}
+             "value": math.nan, "origin": None}
             for r in searched
         ],
         columns=list(TRIAL_COLUMNS),
