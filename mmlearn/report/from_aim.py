@@ -118,9 +118,9 @@ def _rows(
     The step is the last of ``splits[-1]``: a final run's tested epoch (its validation metrics
     of that epoch are kept), a search trial's last validation epoch.
     """
-    query = (
+    query = (  # learning rates and method internals have no split: test for it first
         f'run.experiment == "{spec.name}" and run.mmlearn.phase == "{phase}" '
-        f"and metric.context.split in {splits!r}"
+        f'and "split" in metric.context and metric.context.split in {splits!r}'
     )
     metrics = _metrics(repo, query)
     folds = {cell.id: cell.fold for cell in spec.cells()}

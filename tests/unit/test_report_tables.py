@@ -15,11 +15,13 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+import yaml
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from scipy import stats as scipy_stats
 
+from mmlearn.cli import main
 from mmlearn.report import plots, robustness, tables
 from mmlearn.report.journal import MIN_COMPLETE, importances
 from mmlearn.report.records import StudyRecords, pattern_key, tidy_final, with_weights
@@ -406,3 +408,41 @@ def test_report_plots_are_written(tmp_path):
     plots.best_so_far(trials, ["redcore@c1"], "max", tmp_path / "best.png")
     for name in ("cd.png", "fou.png", "best.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_report_of_a_two_fold_two_seed_study_counts_four_runs(tmp_path, capsys):
+    """`mmlearn report FOLDER` on a study folder with 2 folds x 2 seeds (hand-made results)."""
+    folder = tmp_path / "runs" / "folds"
+    folder.mkdir(parents=True)
+    study = {
+        "name": "folds",
+        "data": {"path": str(tmp_path / "store" / "fold{fold}"), "folds": [1, 2],
+                 "modalities": ["fac", "fou"]},
+        "conditions": [{"name": "c1", "rates": {"fac": 0.5}}],
+        "methods": ["redcore", "early_fusion"],
+        "storage": str(tmp_path / "runs"),
+        "tracking": {"aim": None},
+    }  # fmt: skip
+    (folder / "study.yaml").write_text(yaml.safe_dump(study))
+    rows = fold_rows().assign(state=None, cpu_hours=0.01)
+    rows.to_parquet(folder / "results.parquet")
+    assert main(["report", str(folder)]) == 0
+    out = folder / "report"
+    lines = (out / "summary.md").read_text().splitlines()
+    assert "| early_fusion | 0.5250 ± " in "\n".join(lines)
+    assert any(line.startswith("| c1 | early_fusion | 4 | +0.0250 [") for line in lines)
+    assert any(line.startswith("Mean rank of each method over 4 blocks") for line in lines)
+    assert "| early_fusion | 4 | " in "\n".join(lines)  # the Bayesian table
+    for name in ("cd-diagram.png", "robustness-fac.png", "robustness-fou.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+    tidy = pd.read_parquet(out / "results.parquet")
+    assert sorted(set(zip(tidy["fold"], tidy["seed"], strict=True))) == sorted(FOLD_REFERENCE)
+    before = (out / "summary.md").read_text()
+    capsys.readouterr()
+    assert main(["report", str(folder), "--reference", "mmin"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "mmlearn: error: --reference mmin: study 'folds' has no such method; give one of "
+        "redcore, early_fusion"
+    ]
+    assert (out / "summary.md").read_text() == before  # the old report is kept
