@@ -19,7 +19,7 @@ from mmlearn.report import plots, robustness, tables
 from mmlearn.report.from_aim import read_aim
 from mmlearn.report.journal import Importance, importances
 from mmlearn.report.locate import spec_of
-from mmlearn.report.records import ReportError, StudyRecords, read_results
+from mmlearn.report.records import ReportError, StudyRecords, read_results, score_name
 from mmlearn.report.summary import summary
 from mmlearn.study.spec import StudySpec
 
@@ -74,7 +74,7 @@ def _draw(spec: StudySpec, records: StudyRecords, found: list[Importance], out: 
     if not records.worst_case.empty:
         names.append("worst-case.png")
         scores = tables.worst_case_scores(records.worst_case, metric)
-        plots.worst_case(scores, metric, out / names[-1])
+        plots.worst_case(scores, metric, score_name(spec), out / names[-1])
     return names
 
 

@@ -54,7 +54,7 @@ def heatmap(scores: pd.DataFrame, metric: str, mode: str, condition: str, path: 
     for (i, j), value in np.ndenumerate(grid.to_numpy()):
         ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="w", fontsize=8)
     figure.colorbar(image, ax=ax, label=f"test {metric}")
-    ax.set_title(f"{condition}: test {metric}, mean over seeds")
+    ax.set_title(f"{condition}: test {metric}, mean over runs")
     figure.savefig(path, dpi=110)
 
 
@@ -112,14 +112,15 @@ def best_so_far(trials: pd.DataFrame, cells: Sequence[str], mode: str, path: Pat
     figure.savefig(path, dpi=110)
 
 
-def worst_case(scores: pd.DataFrame, metric: str, path: Path) -> None:
+def worst_case(scores: pd.DataFrame, metric: str, score: str, path: Path) -> None:
     """Each method's validation score over the explored rates (``tables.worst_case_scores``).
 
-    One panel per modality's rate, and one for the total rate.
+    One panel per modality's rate, and one for the total rate; ``score`` names the score (the
+    one the search minimised).
     """
     rates = [c for c in scores.columns if c.startswith("rate.")]
     frame = scores.assign(total=scores[rates].sum(axis=1))
-    figure, axes = _grid(len(rates) + 1, f"worst case: val {metric} (mean over patterns)")
+    figure, axes = _grid(len(rates) + 1, f"worst case: val {metric}, {score}")
     for ax, column in zip(axes, [*rates, "total"], strict=True):
         for method, group in frame.groupby("method", sort=False):
             ax.scatter(group[column], group["score"], s=16, label=method)

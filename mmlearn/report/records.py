@@ -78,9 +78,7 @@ def weighs_patterns(spec: StudySpec) -> bool:
 def score_name(spec: StudySpec) -> str:
     """What a run's score is, in words, for the report's headers."""
     if weighs_patterns(spec):
-        return (
-            "pattern-probability-weighted score under the run's rates (what the search minimised)"
-        )
+        return "pattern-probability-weighted score (what the search minimised)"
     return "mean over the evaluated patterns"
 
 

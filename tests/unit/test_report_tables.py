@@ -357,7 +357,7 @@ def test_worst_case_ranks_trials_by_the_score_the_search_minimised(tmp_path):
     # the final run under the worst rates: weighted .2 x .7 + .8 x .5 = .54, plain .60
     assert "| redcore | 0.5400 (1 run) | 1 | 0.6000 (1 run) |" in lines
     assert any("what the search minimised" in line for line in lines)
-    plots.worst_case(scores.reset_index(), "macro_f1", tmp_path / "w.png")
+    plots.worst_case(scores.reset_index(), "macro_f1", "weighted", tmp_path / "w.png")
     assert (tmp_path / "w.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
