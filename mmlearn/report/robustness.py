@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mmlearn.report import stats
 from mmlearn.report.records import UNIT
+from mmlearn.report.tables import estimates
 from mmlearn.study.worst_case import pattern_weights
 
 RATES = tuple(round(0.05 * i, 2) for i in range(20))
@@ -95,8 +95,4 @@ def areas(curves: pd.DataFrame) -> pd.DataFrame:
     per_run = curves.groupby([*keys, *UNIT], sort=False, dropna=False)["score"].agg(
         lambda s: area(s.to_numpy(), RATES)
     )
-    rows = [
-        {**dict(zip(keys, key, strict=True)), **vars(stats.estimate(group))}
-        for key, group in per_run.groupby(level=[0, 1, 2], sort=False)
-    ]
-    return pd.DataFrame(rows, columns=[*keys, "mean", "half_width", "n"])
+    return estimates(per_run.reset_index(), keys, "score")

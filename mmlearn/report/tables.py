@@ -40,11 +40,17 @@ def run_scores(final: pd.DataFrame, metric: str) -> pd.DataFrame:
     return table.reset_index()
 
 
-def _estimates(groups: Any, value: str) -> list[dict[str, Any]]:
-    return [
-        {"mean": e.mean, "half_width": e.half_width, "n": e.n}
-        for e in (stats.estimate(group[value]) for _, group in groups)
+def estimates(frame: pd.DataFrame, keys: Sequence[str], value: str) -> pd.DataFrame:
+    """Per group of ``keys`` (in the frame's order): ``stats.estimate`` of column ``value``.
+
+    Returns:
+        Columns ``keys``, mean, half_width, n.
+    """
+    rows = [
+        {**dict(zip(keys, key, strict=True)), **vars(stats.estimate(group[value]))}
+        for key, group in frame.groupby(list(keys), sort=False)
     ]
+    return pd.DataFrame(rows, columns=[*keys, "mean", "half_width", "n"])
 
 
 def pattern_scores(final: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -53,13 +59,7 @@ def pattern_scores(final: pd.DataFrame, metric: str) -> pd.DataFrame:
     Returns:
         Columns condition, method, pattern, mean, half_width, n; in the frame's order.
     """
-    keys = ["condition", "method", "pattern"]
-    groups = list(final.groupby(keys, sort=False))
-    rows = [
-        {**dict(zip(keys, key, strict=True)), **e}
-        for (key, _), e in zip(groups, _estimates(groups, f"test.{metric}"), strict=True)
-    ]
-    return pd.DataFrame(rows, columns=[*keys, "mean", "half_width", "n"])
+    return estimates(final, ["condition", "method", "pattern"], f"test.{metric}")
 
 
 def method_scores(final: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -193,13 +193,9 @@ def missing_scores(final: pd.DataFrame, metric: str) -> pd.DataFrame:
         Columns condition, method, missing, mean, half_width, n.
     """
     keys = ["condition", "method", "missing"]
-    per_run = final.groupby([*keys, *UNIT], sort=False, dropna=False)[f"test.{metric}"].mean()
-    groups = list(per_run.reset_index().groupby(keys, sort=False))
-    rows = [
-        {**dict(zip(keys, key, strict=True)), **e}
-        for (key, _), e in zip(groups, _estimates(groups, f"test.{metric}"), strict=True)
-    ]
-    return pd.DataFrame(rows, columns=[*keys, "mean", "half_width", "n"])
+    column = f"test.{metric}"
+    per_run = final.groupby([*keys, *UNIT], sort=False, dropna=False)[column].mean()
+    return estimates(per_run.reset_index(), keys, column)
 
 
 def best_hyperparameters(final: pd.DataFrame) -> dict[str, dict[str, Any]]:
