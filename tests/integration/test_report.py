@@ -2,9 +2,10 @@
 
 The shared study (``finished_study``) is redcore and early_fusion x 1 condition, 3 trials of up
 to 3 epochs per cell, 2 final seeds. The report's cells are checked against means and Student-t
-intervals computed by hand from its results.parquet. The --from-aim path reads Aim runs written
-with the Aim SDK in the tracking layout (from the same study's rows) and must give the same
-tables.
+intervals computed by hand from its results.parquet, its comparison against scipy's paired t
+and Wilcoxon tests on the 2 runs. The --from-aim path reads Aim runs written with the Aim SDK in
+the tracking layout (``tests.aim_runs``, from the same study's rows) and must give the same
+tables without a log line.
 """
 
 from __future__ import annotations
