@@ -33,17 +33,19 @@ def write_aim_runs(
         run = Run(repo=str(repo), experiment=study, system_tracking_interval=None,
                   capture_terminal_logs=False, log_system_params=False)  # fmt: skip
         run.name = f"{cell} {phase} {run_id}"
-        hparams = {
+        values = {
             k.removeprefix("hp."): json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v
             for k, v in first.items()
             if k.startswith("hp.") and not (isinstance(v, float) and math.isnan(v))
         }
+        hparams = {k: v for k, v in values.items() if not k.startswith("train.")}
+        train = {k.removeprefix("train."): v for k, v in values.items() if k.startswith("train.")}
         run["mmlearn"] = {
             "study": study, "cell": cell, "method": first["method"],
             "condition": first["condition"],
             "rates": {m: first[f"rate.{m}"] for m in modalities},
             "protocol": "per_epoch", "phase": phase, "seed": int(first["seed"]),
-            "trial_id": run_id, "number": None, "hparams": hparams,
+            "trial_id": run_id, "number": None, "hparams": hparams, "train": train,
             "resources": dict(resources),
         }  # fmt: skip
         epochs = int(first["epochs"])

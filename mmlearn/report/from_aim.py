@@ -27,7 +27,7 @@ from aimrocks.errors import RocksIOError
 
 from mmlearn.report.journal import TRIAL_COLUMNS
 from mmlearn.report.records import ReportError, StudyRecords, tidy_final, with_weights
-from mmlearn.study.spec import StudySpec
+from mmlearn.study.spec import Cell, StudySpec
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,25 @@ def _metrics(repo: Repo, query: str) -> pd.DataFrame:
     )[["hash", "split", "pattern", "name", "step", "value"]]  # fmt: skip
 
 
+def _hyperparameters(meta: dict[str, Any], cell: Cell | None) -> dict[str, Any]:
+    """The run's ``hp.*`` columns as ``results.parquet`` holds them: the cell's fixed and
+    searched keys (``train.<setting>`` read from the run's training settings); every method
+    hyperparameter the run holds when the study no longer has its cell."""
+    if cell is None:
+        return {f"hp.{k}": _cell_value(v) for k, v in sorted(meta["hparams"].items())}
+    keys = sorted({*cell.hyperparameters, *cell.space})
+    return {
+        f"hp.{k}": _cell_value(
+            meta["train"].get(k.removeprefix("train."))
+            if k.startswith("train.")
+            else meta["hparams"].get(k)
+        )
+        for k in keys
+    }
+
+
 def _base(
-    spec: StudySpec, meta: dict[str, Any], outcome: dict[str, Any], fold: int | None
+    spec: StudySpec, meta: dict[str, Any], outcome: dict[str, Any], cell: Cell | None
 ) -> dict[str, Any]:
     """The columns of a run that every one of its rows repeats."""
     return {
@@ -90,10 +107,10 @@ def _base(
         "cell": meta["cell"],
         "method": meta["method"],
         "condition": meta["condition"],
-        "fold": fold,
+        "fold": cell.fold if cell is not None else None,
         "run": meta["trial_id"],
         "seed": meta["seed"],
-        **{f"hp.{k}": _cell_value(v) for k, v in sorted(meta["hparams"].items())},
+        **_hyperparameters(meta, cell),
         **{f"rate.{m}": float(meta["rates"].get(m, 0.0)) for m in spec.data.names},
         "epochs": outcome["epochs"],
         "wall_seconds": outcome["wall_seconds"],
@@ -123,14 +140,14 @@ def _rows(
         f'and "split" in metric.context and metric.context.split in {splits!r}'
     )
     metrics = _metrics(repo, query)
-    folds = {cell.id: cell.fold for cell in spec.cells()}
+    cells = {cell.id: cell for cell in spec.cells()}
     rows = []
     for run in runs:
         own = metrics[metrics["hash"] == run["hash"]]
         if not own.empty:
             step = own.loc[own["split"] == splits[-1], "step"].max()
             rows += _pattern_rows(
-                _base(spec, run["mmlearn"], run["outcome"], folds.get(run["mmlearn"]["cell"])),
+                _base(spec, run["mmlearn"], run["outcome"], cells.get(run["mmlearn"]["cell"])),
                 own[own["step"] == step],
             )
     return pd.DataFrame(rows)

@@ -24,6 +24,8 @@ from mmlearn.report.records import UNIT
 REFERENCE = "redcore"
 """The method every other is compared with unless ``mmlearn report --reference`` names another."""
 _RUN = ["condition", "method", *UNIT]
+PHASES = ("search", "worst_case", "final")
+"""The order of the phases in the compute table, whichever order the runs were read in."""
 
 
 def run_scores(final: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -244,7 +246,8 @@ def early_stopping_saving(counts: pd.DataFrame) -> float:
 
 
 def compute_spent(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per phase and in all (phase ``all``): runs, wall-clock hours, CPU-hours and GPU-hours.
+    """Per phase (in ``PHASES`` order) and in all (phase ``all``): runs, wall-clock hours,
+    CPU-hours and GPU-hours.
 
     A sum is NaN when any of its runs lacks the number.
     """
@@ -252,6 +255,7 @@ def compute_spent(runs: pd.DataFrame) -> pd.DataFrame:
     grouped = frame.groupby("phase", sort=False)[["wall_hours", "cpu_hours", "gpu_hours"]]
     table = grouped.agg(lambda s: s.sum() if s.notna().all() else math.nan)
     table.insert(0, "runs", grouped.size())
+    table = table.reindex([p for p in PHASES if p in table.index])
     table.loc["all"] = table.sum(skipna=False)
     return table.rename_axis("phase").reset_index()
 
