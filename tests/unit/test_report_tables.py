@@ -23,7 +23,7 @@ from scipy import stats as scipy_stats
 
 from mmlearn.cli import main
 from mmlearn.report import plots, robustness, tables
-from mmlearn.report.journal import MIN_COMPLETE, importances
+from mmlearn.report.journal import DEFAULTS, MIN_COMPLETE, importances, read_trials
 from mmlearn.report.records import StudyRecords, pattern_key, tidy_final, with_weights
 from mmlearn.report.summary import summary
 from mmlearn.study.spec import StudySpec
@@ -379,6 +379,7 @@ def test_importance_needs_eight_complete_trials(tmp_path):
                     distributions={"lr": FloatDistribution(1e-4, 1.0, log=True),
                                    "hidden": IntDistribution(16, 32)},
                     value=0.1 * (i % 4),
+                    user_attrs={"origin": "defaults"} if i == 0 else {},
                 )
             )  # fmt: skip
     found = {i.cell: i for i in importances(tmp_path / "optuna.journal", ["few@c1", "enough@c1"])}
@@ -389,6 +390,8 @@ def test_importance_needs_eight_complete_trials(tmp_path):
     )
     assert found["enough@c1"].note is None
     assert set(found["enough@c1"].values) == {"lr", "hidden"}
+    trials = read_trials(tmp_path / "optuna.journal", ["few@c1"])
+    assert list(trials["origin"] == DEFAULTS) == [True] + [False] * (MIN_COMPLETE - 2)
 
 
 def test_report_plots_are_written(tmp_path):
