@@ -44,6 +44,11 @@ def _score(mean: float, half_width: float, n: int) -> str:
     return f"{mean:.4f} ± {half_width:.4f}"
 
 
+def _difference(mean: float, low: float, high: float) -> str:
+    interval = "no interval" if math.isnan(low) else f"{low:+.4f}, {high:+.4f}"
+    return f"{mean:+.4f} [{interval}]"
+
+
 def _p(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.3g}"
 
@@ -100,7 +105,8 @@ def _comparisons(spec: StudySpec, final: pd.DataFrame, reference: str) -> list[s
         f"seed (n: paired runs). Δ: mean difference of the run scores with its 95 % percentile "
         f"bootstrap interval; P(better): share of paired runs on which the method is better "
         f"(ties count half); p: two-sided paired t-test and Wilcoxon signed-rank test, raw and "
-        f"**Holm-adjusted over all {len(found)} comparisons of this table**.",
+        f"**Holm-adjusted over all {len(found)} comparison{'s' if len(found) != 1 else ''} of "
+        "this table**.",
         "",
     ]
     return lines + _table(
@@ -108,7 +114,7 @@ def _comparisons(spec: StudySpec, final: pd.DataFrame, reference: str) -> list[s
          "p t (Holm)", "p Wilcoxon", "p Wilcoxon (Holm)"],
         [
             [str(r.condition), r.method, str(r.n),
-             f"{r.difference:+.4f} [{r.low:+.4f}, {r.high:+.4f}]", f"{r.p_better:.2f}",
+             _difference(r.difference, r.low, r.high), f"{r.p_better:.2f}",
              _p(r.p_t), _p(r.p_t_holm), _p(r.p_wilcoxon), _p(r.p_wilcoxon_holm)]
             for r in found.itertuples()
         ],

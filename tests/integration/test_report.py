@@ -103,7 +103,7 @@ def test_summary_cells_equal_hand_computed_means(report):
     cells = [c.strip() for c in compared.strip("|").split("|")]
     assert cells[3].startswith(f"{diff:+.4f} [")
     assert cells[5:] == [f"{p_t:.3g}", f"{p_t:.3g}", f"{p_w:.3g}", f"{p_w:.3g}"]
-    assert any("Holm-adjusted over all 1 comparisons" in ln for ln in lines)
+    assert any("Holm-adjusted over all 1 comparison of" in ln for ln in lines)
     best = [ln for ln in lines if ln.startswith("| redcore@c1 | ") and "hidden=" in ln]
     assert len(best) == 1 and "hidden=16" in best[0] and "n_blocks=2" in best[0]
 

@@ -285,7 +285,7 @@ def test_summary_holds_the_tables():
     assert f"| redcore | 0.5500 ± {T_DF1 * 0.05:.4f} | 0.7500 ± {T_DF1 * 0.05:.4f} |" in lines
     assert any(line.startswith("| early_fusion | 0.7750 ± ") for line in lines)
     assert any(line.startswith("| c1 | early_fusion | 2 | +0.1250 [") for line in lines)
-    assert "Holm-adjusted over all 1 comparisons of this table" in text
+    assert "Holm-adjusted over all 1 comparison of" in text
     assert "## Ranks across conditions" in lines and "## Robustness" in lines
     assert "Friedman test: needs at least 3 methods and 2 blocks." in lines
     assert "| redcore@c1 | hidden=16, kl_weight=0.01 |" in lines
