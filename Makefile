@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch==2.13.0
 DEEPSPEED_SPEC ?= deepspeed>=0.19,<0.20
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint study report aim browser bench results-mfeat cluster-up cluster-down submit cluster-local clean
+.PHONY: setup test lint study report aim dashboard browser bench results-mfeat cluster-up cluster-down submit cluster-local clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,13 @@ AIM_PORT ?= 43800
 aim: $(STAMP)
 	mkdir -p $(AIM_REPO)
 	$(BIN)/aim up --host 127.0.0.1 --port $(AIM_PORT) --repo $(AIM_REPO) --yes
+
+# Each cell's search (one Optuna study per cell: history, PRUNED trials, intermediate values) in
+# optuna-dashboard on http://127.0.0.1:$(OPTUNA_PORT): make dashboard NAME=quickstart.
+# Local only: the dashboard has no authentication.
+OPTUNA_PORT ?= 43801
+dashboard: $(STAMP)
+	$(BIN)/optuna-dashboard --host 127.0.0.1 --port $(OPTUNA_PORT) runs/$(NAME)/optuna.journal
 
 # Debian's chromium, with which the dashboard test renders Aim's runs page (idempotent).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)

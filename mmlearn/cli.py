@@ -155,7 +155,8 @@ def _add_cluster_parser(commands: Any) -> None:
 def _add_report_parser(commands: Any) -> None:
     report = commands.add_parser(
         "report",
-        help="write a study's report: tables with 95 %% CIs and paired tests, plots, tidy results",
+        help="write a study's report: tables with 95 %% CIs, Holm-corrected comparisons, ranks, "
+        "robustness curves, plots, tidy results",
     )
     report.add_argument(
         "study", metavar="STUDY", help="a study file, a study folder, or NAME (runs/NAME)"
@@ -169,6 +170,12 @@ def _add_report_parser(commands: Any) -> None:
         "--aim-repo",
         metavar="REPO",
         help="the Aim repository to read with --from-aim (default: the study's tracking.aim)",
+    )
+    report.add_argument(
+        "--reference",
+        metavar="METHOD",
+        default="redcore",
+        help="the method every other is compared with (default: redcore)",
     )
     report.set_defaults(run=_report)
 
@@ -358,7 +365,12 @@ def _report(args: argparse.Namespace) -> int:
 
     folder, spec = locate(args.study)
     if not args.from_aim:
-        write_report(folder, progress=functools.partial(print, flush=True), spec=spec)
+        write_report(
+            folder,
+            progress=functools.partial(print, flush=True),
+            spec=spec,
+            reference=args.reference,
+        )
         return 0
     repo = args.aim_repo or spec.tracking.aim
     if repo is None:
@@ -366,7 +378,9 @@ def _report(args: argparse.Namespace) -> int:
             f"study {spec.name!r} has tracking.aim: null, so it wrote no Aim runs; pass the "
             "repository with --aim-repo"
         )
-    write_aim_report(folder, spec, repo, progress=functools.partial(print, flush=True))
+    write_aim_report(
+        folder, spec, repo, progress=functools.partial(print, flush=True), reference=args.reference
+    )
     return 0
 
 

@@ -15,11 +15,11 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from mmlearn.report import plots, tables
+from mmlearn.report import plots, robustness, tables
 from mmlearn.report.from_aim import read_aim
 from mmlearn.report.journal import Importance, importances
 from mmlearn.report.locate import spec_of
-from mmlearn.report.records import StudyRecords, read_results
+from mmlearn.report.records import ReportError, StudyRecords, read_results, score_name
 from mmlearn.report.summary import summary
 from mmlearn.study.spec import StudySpec
 
@@ -59,6 +59,14 @@ def _draw(spec: StudySpec, records: StudyRecords, found: list[Importance], out: 
             plots.heatmap(rows, metric, mode, str(condition), out / names[-1])
         names.append("by-missing.png")
         plots.by_missing(tables.missing_scores(final, metric), metric, out / names[-1])
+        ranks = tables.ranks(final, metric, spec.objective.direction)
+        if len(ranks.methods) > 1 and ranks.blocks > 1:
+            names.append("cd-diagram.png")
+            plots.critical_difference(ranks, out / names[-1])
+        curves = robustness.mean_curves(robustness.run_curves(final, metric, spec.data.names))
+        for modality in spec.data.names:
+            names.append(f"robustness-{modality}.png")
+            plots.robustness(curves, modality, metric, out / names[-1])
     names.append("importance.png")
     plots.importance(found, out / names[-1])
     names.append("best-so-far.png")
@@ -66,8 +74,18 @@ def _draw(spec: StudySpec, records: StudyRecords, found: list[Importance], out: 
     if not records.worst_case.empty:
         names.append("worst-case.png")
         scores = tables.worst_case_scores(records.worst_case, metric)
-        plots.worst_case(scores, metric, out / names[-1])
+        plots.worst_case(scores, metric, score_name(spec), out / names[-1])
     return names
+
+
+def check_reference(spec: StudySpec, reference: str) -> None:
+    """Raise ``ReportError`` unless ``reference`` is one of the study's methods."""
+    methods = [m.name for m in spec.methods]
+    if reference not in methods and reference != tables.REFERENCE:
+        raise ReportError(
+            f"--reference {reference}: study {spec.name!r} has no such method; give one of "
+            f"{', '.join(methods)}"
+        )
 
 
 def _write(out: Path, text: str, records: StudyRecords) -> None:
@@ -75,13 +93,19 @@ def _write(out: Path, text: str, records: StudyRecords) -> None:
     records.final.to_parquet(out / "results.parquet", index=False)
 
 
-def write_report(folder: Path, progress: Progress = print, spec: StudySpec | None = None) -> Path:
+def write_report(
+    folder: Path,
+    progress: Progress = print,
+    spec: StudySpec | None = None,
+    reference: str = tables.REFERENCE,
+) -> Path:
     """Write ``folder/report/`` from the study's results and Optuna journal.
 
     Args:
         folder: the study folder (``storage/name``).
         progress: called with one line when the report is written.
         spec: the study; None reads it as ``mmlearn.report.locate.spec_of`` does.
+        reference: the method the others are compared with (``check_reference``).
 
     Returns:
         The report folder.
@@ -90,16 +114,23 @@ def write_report(folder: Path, progress: Progress = print, spec: StudySpec | Non
         ReportError: no results, or no final or worst-case rows in them.
     """
     spec = spec or spec_of(folder)
+    check_reference(spec, reference)
     records = read_results(folder, spec)
     found = importances(folder / "optuna.journal", [c.id for c in spec.cells()])
     with _staged(folder / REPORT) as out:
         names = _draw(spec, records, found, out)
-        _write(out, summary(spec, records, found, names), records)
+        _write(out, summary(spec, records, found, names, reference), records)
     progress(f"report      {folder / REPORT / 'summary.md'} ({len(names)} plots)")
     return folder / REPORT
 
 
-def write_aim_report(folder: Path, spec: StudySpec, repo: str, progress: Progress = print) -> Path:
+def write_aim_report(
+    folder: Path,
+    spec: StudySpec,
+    repo: str,
+    progress: Progress = print,
+    reference: str = tables.REFERENCE,
+) -> Path:
     """Write ``folder/report-aim/`` from the study's runs in the Aim repository ``repo``.
 
     Returns:
@@ -108,9 +139,10 @@ def write_aim_report(folder: Path, spec: StudySpec, repo: str, progress: Progres
     Raises:
         ReportError: no repository at ``repo``, or no finished final run of the study in it.
     """
+    check_reference(spec, reference)
     records = read_aim(repo, spec)
     folder.mkdir(parents=True, exist_ok=True)
     with _staged(folder / AIM_REPORT) as out:
-        _write(out, summary(spec, records, None, []), records)
+        _write(out, summary(spec, records, None, [], reference), records)
     progress(f"report      {folder / AIM_REPORT / 'summary.md'} (from Aim {repo})")
     return folder / AIM_REPORT

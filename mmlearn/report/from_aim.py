@@ -26,8 +26,8 @@ from aim.sdk.types import QueryReportMode
 from aimrocks.errors import RocksIOError
 
 from mmlearn.report.journal import TRIAL_COLUMNS
-from mmlearn.report.records import ReportError, StudyRecords, tidy_final
-from mmlearn.study.spec import StudySpec
+from mmlearn.report.records import ReportError, StudyRecords, tidy_final, with_weights
+from mmlearn.study.spec import Cell, StudySpec
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +81,36 @@ def _metrics(repo: Repo, query: str) -> pd.DataFrame:
     )[["hash", "split", "pattern", "name", "step", "value"]]  # fmt: skip
 
 
-def _base(spec: StudySpec, meta: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+def _hyperparameters(meta: dict[str, Any], cell: Cell | None) -> dict[str, Any]:
+    """The run's ``hp.*`` columns as ``results.parquet`` holds them: the cell's fixed and
+    searched keys (``train.<setting>`` read from the run's training settings); every method
+    hyperparameter the run holds when the study no longer has its cell."""
+    if cell is None:
+        return {f"hp.{k}": _cell_value(v) for k, v in sorted(meta["hparams"].items())}
+    keys = sorted({*cell.hyperparameters, *cell.space})
+    return {
+        f"hp.{k}": _cell_value(
+            meta["train"].get(k.removeprefix("train."))
+            if k.startswith("train.")
+            else meta["hparams"].get(k)
+        )
+        for k in keys
+    }
+
+
+def _base(
+    spec: StudySpec, meta: dict[str, Any], outcome: dict[str, Any], cell: Cell | None
+) -> dict[str, Any]:
     """The columns of a run that every one of its rows repeats."""
     return {
         "study": spec.name,
         "cell": meta["cell"],
         "method": meta["method"],
         "condition": meta["condition"],
+        "fold": cell.fold if cell is not None else None,
         "run": meta["trial_id"],
         "seed": meta["seed"],
-        **{f"hp.{k}": _cell_value(v) for k, v in sorted(meta["hparams"].items())},
+        **_hyperparameters(meta, cell),
         **{f"rate.{m}": float(meta["rates"].get(m, 0.0)) for m in spec.data.names},
         "epochs": outcome["epochs"],
         "wall_seconds": outcome["wall_seconds"],
@@ -115,18 +135,20 @@ def _rows(
     The step is the last of ``splits[-1]``: a final run's tested epoch (its validation metrics
     of that epoch are kept), a search trial's last validation epoch.
     """
-    query = (
+    query = (  # learning rates and method internals have no split: test for it first
         f'run.experiment == "{spec.name}" and run.mmlearn.phase == "{phase}" '
-        f"and metric.context.split in {splits!r}"
+        f'and "split" in metric.context and metric.context.split in {splits!r}'
     )
     metrics = _metrics(repo, query)
+    cells = {cell.id: cell for cell in spec.cells()}
     rows = []
     for run in runs:
         own = metrics[metrics["hash"] == run["hash"]]
         if not own.empty:
             step = own.loc[own["split"] == splits[-1], "step"].max()
             rows += _pattern_rows(
-                _base(spec, run["mmlearn"], run["outcome"]), own[own["step"] == step]
+                _base(spec, run["mmlearn"], run["outcome"], cells.get(run["mmlearn"]["cell"])),
+                own[own["step"] == step],
             )
     return pd.DataFrame(rows)
 
@@ -154,6 +176,8 @@ def read_aim(location: str, spec: StudySpec) -> StudyRecords:
     worst = (
         _rows(spec, runs, repo, "search", ("val",)) if spec.mode == "worst_case" else pd.DataFrame()
     )
+    if not worst.empty:
+        worst = with_weights(worst, spec, ("cell", "run"))
     if final.empty and worst.empty:
         raise ReportError(
             f"{location}: no finished final run of study {spec.name!r} in this Aim repository "
@@ -164,7 +188,7 @@ def read_aim(location: str, spec: StudySpec) -> StudyRecords:
         [
             {"cell": r["mmlearn"]["cell"], "number": r["mmlearn"]["number"],
              "state": STATES[r["outcome"]["status"]], "epochs": r["outcome"]["epochs"],
-             "value": math.nan}
+             "value": math.nan, "origin": None}
             for r in searched
         ],
         columns=list(TRIAL_COLUMNS),

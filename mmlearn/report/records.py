@@ -9,6 +9,7 @@ runs of every phase (their compute) and the worst-case rows (rates explored, val
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,13 @@ import pandas as pd
 from mmlearn.errors import MmlearnError
 from mmlearn.report.journal import read_trials
 from mmlearn.study.spec import StudySpec
+from mmlearn.study.worst_case import pattern_weights
 
-KEYS = ("study", "condition", "method", "cell", "seed", "pattern", "missing")
+KEYS = ("study", "condition", "method", "cell", "fold", "seed", "pattern", "missing", "weight")
 """The leading columns of the tidy final frame; ``rate.*``, ``hp.*``, ``val.*``, ``test.*``,
 ``epochs``, ``wall_seconds`` and ``gpu_hours`` follow."""
+UNIT = ("fold", "seed")
+"""What identifies a unit of replication, one final run, within a cell: its fold and seed."""
 
 RUN_COLUMNS = ("phase", "cell", "run", "wall_seconds", "cpu_hours", "gpu_hours")
 _COSTS = ("epochs", "wall_seconds", "gpu_hours")
@@ -40,9 +44,11 @@ class StudyRecords:
         final: tidy final rows, columns ``KEYS`` then ``rate.*``, ``hp.*``, ``val.*``,
             ``test.*``, ``epochs``, ``wall_seconds``, ``gpu_hours``.
         trials: one row per search trial, ``journal.TRIAL_COLUMNS`` (state COMPLETE, PRUNED
-            or FAIL; epochs run; value: the objective the search saw, NaN when unknown).
+            or FAIL; epochs run; value: the objective the search saw, NaN when unknown;
+            origin: ``defaults`` for the default configuration's trial, else None).
         runs: one row per run of any phase, columns ``RUN_COLUMNS`` (NaN where unknown).
-        worst_case: rows of worst-case trials as in ``results.parquet`` (may be empty).
+        worst_case: rows of worst-case trials as in ``results.parquet``, with ``weight``
+            (``with_weights``); may be empty.
         source: where the records were read, for the report's header.
     """
 
@@ -59,8 +65,50 @@ def pattern_key(pattern: str, modalities: Sequence[str]) -> tuple[int, tuple[int
     return len(present), tuple(modalities.index(m) for m in present)
 
 
+def weighs_patterns(spec: StudySpec) -> bool:
+    """True when a run's score weights its patterns by their probability under its rates.
+
+    That is the score a worst-case search with ``applies_to: train_and_test`` minimised
+    (``mmlearn.study.worst_case.weighted_score``); otherwise a run's score is its plain mean
+    over the evaluated patterns.
+    """
+    return spec.worst_case is not None and spec.worst_case.applies_to == "train_and_test"
+
+
+def score_name(spec: StudySpec) -> str:
+    """What a run's score is, in words, for the report's headers."""
+    if weighs_patterns(spec):
+        return "pattern-probability-weighted score (what the search minimised)"
+    return "mean over the evaluated patterns"
+
+
+def with_weights(rows: pd.DataFrame, spec: StudySpec, run: Sequence[str]) -> pd.DataFrame:
+    """``rows`` with ``weight``: each pattern's weight in the score of its run.
+
+    Args:
+        rows: one row per run x pattern, with ``pattern`` and ``rate.*``.
+        spec: the study (``weighs_patterns``).
+        run: the columns that identify a run.
+
+    Returns:
+        A copy with ``weight`` and a fresh index; the weights of a run sum to 1.
+    """
+    frame = rows.reset_index(drop=True)
+    frame["weight"] = math.nan
+    modalities = spec.data.names
+    for _, group in frame.groupby(list(run), sort=False, dropna=False):
+        if weighs_patterns(spec):
+            first = group.iloc[0]
+            rates = {m: float(first.get(f"rate.{m}", 0.0)) for m in modalities}
+            weights = pattern_weights(rates, list(group["pattern"]))
+            frame.loc[group.index, "weight"] = group["pattern"].map(weights)
+        else:
+            frame.loc[group.index, "weight"] = 1.0 / len(group)
+    return frame
+
+
 def tidy_final(rows: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
-    """The tidy final frame of final rows (one per run x pattern), sorted and with ``missing``.
+    """The tidy final frame of final rows (one per run x pattern), sorted, with ``missing``.
 
     Args:
         rows: final rows with the columns of ``results.parquet`` (extra columns are dropped).
@@ -68,12 +116,20 @@ def tidy_final(rows: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
 
     Returns:
         Columns ``KEYS``, then the prefixed columns that hold a value, then the costs; rows
-        by condition, method (study order), seed and pattern (``pattern_key``).
+        by condition, method (study order), fold, seed and pattern (``pattern_key``). ``fold``
+        is <NA> for data without folds; ``weight`` is the pattern's weight in its run's score
+        (``with_weights``).
     """
     modalities = spec.data.names
-    frame = rows.copy()
-    frame["condition"] = frame["condition"].fillna(frame["cell"].str.split("@").str[1])
+    frame = rows.reset_index(drop=True)
+    frame["fold"] = (frame["fold"] if "fold" in frame else pd.Series(pd.NA, frame.index)).astype(
+        "Int64"
+    )
+    # a worst-case cell has no condition: its id, less the fold, names it
+    named = frame["cell"].str.split("@").str[1].str.split("#").str[0]
+    frame["condition"] = frame["condition"].fillna(named)
     frame["missing"] = [len(modalities) - len(p.split("+")) for p in frame["pattern"]]
+    frame = with_weights(frame, spec, ("cell", *UNIT))
     prefixed = [
         c
         for prefix in _PREFIXES
@@ -86,7 +142,7 @@ def tidy_final(rows: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
         _method=frame["method"].map(methods.index),
         _pattern=frame["pattern"].map(lambda p: pattern_key(p, modalities)),
     )
-    order = order.sort_values(["condition", "_method", "seed", "_pattern"], kind="stable")
+    order = order.sort_values(["condition", "_method", *UNIT, "_pattern"], kind="stable")
     return frame.loc[order.index].reset_index(drop=True)
 
 
@@ -104,7 +160,7 @@ def read_results(folder: Path, spec: StudySpec) -> StudyRecords:
         )
     rows = pd.read_parquet(path)
     final = rows[rows["phase"] == "final"]
-    worst = rows[rows["phase"] == "worst_case"].reset_index(drop=True)
+    worst = with_weights(rows[rows["phase"] == "worst_case"], spec, ("cell", "run"))
     if final.empty and worst.empty:
         raise ReportError(
             f"{path}: no final runs yet; rerun `mmlearn study run FILE` to finish them"

@@ -1,10 +1,11 @@
-"""The report's tables: pure functions of the record frames, with their statistics.
+"""The report's tables: pure functions of the record frames.
 
 Scores are the test values of the objective metric in the tidy final frame
-(``mmlearn.report.records``). A mean comes with the half-width of its two-sided 95 % Student-t
-confidence interval over seeds (``t(0.975, n-1) * s / sqrt(n)``; none for one seed). A method
-is compared with a baseline by a paired t-test over the (seed, pattern) scores both have:
-patterns of one run are not independent, so the p-value is a guide, not a proof.
+(``mmlearn.report.records``). The unit of replication is one final run, a (fold, seed) pair
+(``records.UNIT``): a run's score is its patterns' scores weighted by ``weight`` (their plain
+mean, or the worst-case search's weighting), and every interval, test and n counts runs.
+Methods are paired on the (condition, fold, seed) runs both have, never on row order. The
+statistics are in ``mmlearn.report.stats``.
 """
 
 from __future__ import annotations
@@ -16,120 +17,187 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-CONFIDENCE = 0.95
-BASELINE = "redcore"
-"""The method every other is compared with."""
+from mmlearn.report import stats
+from mmlearn.report.records import UNIT
+
+REFERENCE = "redcore"
+"""The method every other is compared with unless ``mmlearn report --reference`` names another."""
+_RUN = ["condition", "method", *UNIT]
+PHASES = ("search", "worst_case", "final")
+"""The order of the phases in the compute table, whichever order the runs were read in."""
 
 
-@dataclass(frozen=True)
-class Estimate:
-    """A mean over seeds with its confidence interval.
+def run_scores(final: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per final run: its score and its plain mean over patterns.
 
-    Attributes:
-        mean: the mean.
-        half_width: half the width of the ``CONFIDENCE`` interval; NaN for fewer than 2 values.
-        n: how many values.
+    Returns:
+        Columns condition, method, fold, seed, score (the patterns' test ``metric`` weighted
+        by ``weight``), plain (their unweighted mean); in the frame's order.
     """
-
-    mean: float
-    half_width: float
-    n: int
-
-
-def estimate(values: Sequence[float]) -> Estimate:
-    """The mean of ``values`` and the Student-t half-width of its confidence interval."""
-    x = np.asarray(values, dtype=float)
-    n = len(x)
-    if n < 2:
-        return Estimate(float(x.mean()) if n else math.nan, math.nan, n)
-    t = stats.t.ppf(0.5 + CONFIDENCE / 2, df=n - 1)
-    return Estimate(float(x.mean()), float(t * x.std(ddof=1) / math.sqrt(n)), n)
+    column = f"test.{metric}"
+    frame = final.assign(_weighted=final[column] * final["weight"])
+    grouped = frame.groupby(_RUN, sort=False, dropna=False)
+    table = pd.DataFrame({"score": grouped["_weighted"].sum(), "plain": grouped[column].mean()})
+    return table.reset_index()
 
 
-@dataclass(frozen=True)
-class PairedTest:
-    """A paired t-test of scores against a baseline's.
+def estimates(frame: pd.DataFrame, keys: Sequence[str], value: str) -> pd.DataFrame:
+    """Per group of ``keys`` (in the frame's order): ``stats.estimate`` of column ``value``.
 
-    Attributes:
-        difference: mean of score - baseline over the pairs.
-        p_value: two-sided p-value; NaN for fewer than 2 pairs or identical differences.
-        pairs: how many pairs.
+    Returns:
+        Columns ``keys``, mean, half_width, n.
     """
-
-    difference: float
-    p_value: float
-    pairs: int
-
-
-def paired_t_test(scores: Sequence[float], baseline: Sequence[float]) -> PairedTest:
-    """Paired t-test of ``scores`` against ``baseline`` (same length, pair by position)."""
-    a, b = np.asarray(scores, dtype=float), np.asarray(baseline, dtype=float)
-    diff = a - b
-    if len(diff) < 2 or np.allclose(diff, diff[0], rtol=0.0, atol=1e-12):
-        return PairedTest(float(diff.mean()) if len(diff) else math.nan, math.nan, len(diff))
-    return PairedTest(float(diff.mean()), float(stats.ttest_rel(a, b).pvalue), len(diff))
+    rows = [
+        {**dict(zip(keys, key, strict=True)), **vars(stats.estimate(group[value]))}
+        for key, group in frame.groupby(list(keys), sort=False)
+    ]
+    return pd.DataFrame(rows, columns=[*keys, "mean", "half_width", "n"])
 
 
 def pattern_scores(final: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per condition, method and pattern: the test score over seeds.
+    """Per condition, method and pattern: the test score over runs.
 
     Returns:
         Columns condition, method, pattern, mean, half_width, n; in the frame's order.
     """
-    rows = [
-        {"condition": c, "method": m, "pattern": p, **vars(estimate(group[f"test.{metric}"]))}
-        for (c, m, p), group in final.groupby(["condition", "method", "pattern"], sort=False)
-    ]
-    return pd.DataFrame(rows, columns=["condition", "method", "pattern", "mean", "half_width", "n"])
+    return estimates(final, ["condition", "method", "pattern"], f"test.{metric}")
 
 
-def method_scores(final: pd.DataFrame, metric: str, baseline: str = BASELINE) -> pd.DataFrame:
-    """Per condition and method: the mean over patterns, and the paired test against ``baseline``.
-
-    The estimate is over seeds of each seed's mean over patterns. The test pairs the method's
-    and the baseline's scores on the same (seed, pattern); NaN when the baseline is absent.
+def method_scores(final: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per condition and method: the run score over runs, and the plain mean over patterns.
 
     Returns:
-        Columns condition, method, mean, half_width, seeds, difference, p_value, pairs.
+        Columns condition, method, mean, half_width, n, plain_mean, plain_half_width.
     """
-    column = f"test.{metric}"
+    runs = run_scores(final, metric)
     rows = []
-    for condition, frame in final.groupby("condition", sort=False):
-        scores = frame.set_index(["method", "seed", "pattern"])[column]
-        base = scores.xs(baseline) if baseline in scores.index.get_level_values(0) else None
-        for method, group in frame.groupby("method", sort=False):
-            e = estimate(group.groupby("seed")[column].mean())
-            test = PairedTest(math.nan, math.nan, 0)
-            if base is not None and method != baseline:
-                own = scores.xs(method)
-                common = own.index.intersection(base.index)
-                test = paired_t_test(own[common], base[common])
-            rows.append(
-                {"condition": condition, "method": method, "mean": e.mean,
-                 "half_width": e.half_width, "seeds": e.n, **vars(test)}
-            )  # fmt: skip
-    columns = ["condition", "method", "mean", "half_width", "seeds", "difference", "p_value",
-               "pairs"]  # fmt: skip
+    for (condition, method), group in runs.groupby(["condition", "method"], sort=False):
+        score, plain = stats.estimate(group["score"]), stats.estimate(group["plain"])
+        rows.append(
+            {"condition": condition, "method": method, "mean": score.mean,
+             "half_width": score.half_width, "n": score.n, "plain_mean": plain.mean,
+             "plain_half_width": plain.half_width}
+        )  # fmt: skip
+    columns = ["condition", "method", "mean", "half_width", "n", "plain_mean", "plain_half_width"]
     return pd.DataFrame(rows, columns=columns)
 
 
-def missing_scores(final: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per condition, method and number of missing modalities: the test score over seeds.
+def _paired(runs: pd.DataFrame, method: str, reference: str) -> pd.DataFrame:
+    """The runs of ``method`` and ``reference`` on the same units: columns score, reference."""
+    own = runs[runs["method"] == method].set_index(["condition", *UNIT])["score"]
+    base = runs[runs["method"] == reference].set_index(["condition", *UNIT])["score"]
+    return pd.concat({"score": own, "reference": base}, axis=1, join="inner")
 
-    Each seed's score is its mean over the patterns that miss that many modalities.
+
+def comparisons(final: pd.DataFrame, metric: str, reference: str, mode: str) -> pd.DataFrame:
+    """Per condition, each method against ``reference`` on the runs both have.
+
+    The p-values of the t and Wilcoxon tests are adjusted by Holm's method, each over every
+    comparison of the table (all conditions and methods): ``p_t_holm``, ``p_wilcoxon_holm``.
+
+    Returns:
+        Columns condition, method, then the fields of ``stats.Comparison``, then the two
+        adjusted p-values; empty when ``reference`` has no runs.
+    """
+    runs = run_scores(final, metric)
+    rows = []
+    for condition, own in runs.groupby("condition", sort=False):
+        if reference not in set(own["method"]):
+            continue
+        for method in dict.fromkeys(own["method"]):
+            if method != reference:
+                pairs = _paired(own, method, reference)
+                found = stats.compare(pairs["score"], pairs["reference"], mode)
+                rows.append({"condition": condition, "method": method, **vars(found)})
+    columns = ["condition", "method", *stats.Comparison.__dataclass_fields__]
+    table = pd.DataFrame(rows, columns=columns)
+    table["p_t_holm"] = stats.holm(table["p_t"])
+    table["p_wilcoxon_holm"] = stats.holm(table["p_wilcoxon"])
+    return table
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """Methods ranked over blocks, one block per (condition, fold, seed) that every method ran.
+
+    Attributes:
+        methods: the methods, in study order.
+        mean_ranks: each method's mean rank (1 is the best).
+        blocks: how many complete blocks.
+        dropped: blocks left out because a method lacks their run.
+        friedman: Friedman's test; None for fewer than 3 methods or 2 blocks.
+        critical_difference: Nemenyi's critical difference at alpha 0.05; NaN for one block.
+    """
+
+    methods: tuple[str, ...]
+    mean_ranks: tuple[float, ...]
+    blocks: int
+    dropped: int
+    friedman: stats.Friedman | None
+    critical_difference: float
+
+
+def rank_blocks(final: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, int]:
+    """Run scores as blocks x methods (methods in the frame's order), complete blocks only.
+
+    Returns:
+        The frame (index condition, fold, seed) and how many incomplete blocks were dropped.
+    """
+    runs = run_scores(final, metric)
+    methods = list(dict.fromkeys(runs["method"]))
+    wide = runs.set_index(_RUN)["score"].unstack("method").reindex(columns=methods)
+    complete = wide.dropna()
+    return complete, len(wide) - len(complete)
+
+
+def ranks(final: pd.DataFrame, metric: str, mode: str) -> Ranks:
+    """Mean ranks of the methods over (condition, fold, seed) blocks, Friedman and Nemenyi."""
+    blocks, dropped = rank_blocks(final, metric)
+    values = blocks.to_numpy()
+    n, k = values.shape
+    mean = stats.average_ranks(values, mode) if n else np.full(k, math.nan)
+    return Ranks(
+        methods=tuple(blocks.columns),
+        mean_ranks=tuple(float(r) for r in mean),
+        blocks=n,
+        dropped=dropped,
+        friedman=stats.friedman(values),
+        critical_difference=stats.critical_difference(k, n) if n > 1 and k > 1 else math.nan,
+    )
+
+
+def bayesian(final: pd.DataFrame, metric: str, reference: str, mode: str) -> pd.DataFrame:
+    """Each method against ``reference``: the Bayesian signed-rank test over all paired runs.
+
+    The runs of every condition are pooled: one paired value per (condition, fold, seed).
+
+    Returns:
+        Columns method, better, equivalent, worse, n; empty when ``reference`` has no runs.
+    """
+    runs = run_scores(final, metric)
+    rows = []
+    if reference in set(runs["method"]):
+        for method in dict.fromkeys(runs["method"]):
+            if method != reference:
+                pairs = _paired(runs, method, reference)
+                found = stats.bayesian_signed_rank(pairs["score"], pairs["reference"], mode)
+                rows.append({"method": method, **vars(found)})
+    return pd.DataFrame(rows, columns=["method", "better", "equivalent", "worse", "n"])
+
+
+def missing_scores(final: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per condition, method and number of missing modalities: the test score over runs.
+
+    Each run's score is its mean over the patterns that miss that many modalities.
 
     Returns:
         Columns condition, method, missing, mean, half_width, n.
     """
     keys = ["condition", "method", "missing"]
-    per_seed = final.groupby([*keys, "seed"], sort=False)[f"test.{metric}"].mean()
-    rows = [
-        {**dict(zip(keys, key, strict=True)), **vars(estimate(group))}
-        for key, group in per_seed.groupby(level=[0, 1, 2], sort=False)
-    ]
-    return pd.DataFrame(rows, columns=[*keys, "mean", "half_width", "n"])
+    column = f"test.{metric}"
+    per_run = final.groupby([*keys, *UNIT], sort=False, dropna=False)[column].mean()
+    return estimates(per_run.reset_index(), keys, column)
 
 
 def best_hyperparameters(final: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -178,7 +246,8 @@ def early_stopping_saving(counts: pd.DataFrame) -> float:
 
 
 def compute_spent(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per phase and in all (phase ``all``): runs, wall-clock hours, CPU-hours and GPU-hours.
+    """Per phase (in ``PHASES`` order) and in all (phase ``all``): runs, wall-clock hours,
+    CPU-hours and GPU-hours.
 
     A sum is NaN when any of its runs lacks the number.
     """
@@ -186,6 +255,7 @@ def compute_spent(runs: pd.DataFrame) -> pd.DataFrame:
     grouped = frame.groupby("phase", sort=False)[["wall_hours", "cpu_hours", "gpu_hours"]]
     table = grouped.agg(lambda s: s.sum() if s.notna().all() else math.nan)
     table.insert(0, "runs", grouped.size())
+    table = table.reindex([p for p in PHASES if p in table.index])
     table.loc["all"] = table.sum(skipna=False)
     return table.rename_axis("phase").reset_index()
 
@@ -197,11 +267,15 @@ def best_so_far(values: Sequence[float], mode: str) -> list[float]:
 
 
 def worst_case_scores(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One row per worst-case trial: method, cell, run, its rates and its validation score.
+    """One row per worst-case trial: method, cell, run, its rates and its validation scores.
 
-    The score is the trial's validation ``metric`` averaged over patterns (unweighted).
+    ``score`` is the score the search minimised: the patterns' validation ``metric`` weighted
+    by ``weight`` (``records.with_weights``); ``plain`` is their unweighted mean.
     """
     rates = [c for c in rows.columns if c.startswith("rate.")]
     keys = ["method", "cell", "run", *rates]
-    table = rows.groupby(keys, sort=False)[f"val.{metric}"].mean().rename("score")
+    column = f"val.{metric}"
+    frame = rows.assign(_weighted=rows[column] * rows["weight"])
+    grouped = frame.groupby(keys, sort=False)
+    table = pd.DataFrame({"score": grouped["_weighted"].sum(), "plain": grouped[column].mean()})
     return table.reset_index()

@@ -332,8 +332,9 @@ def _tune_study(spec: StudySpec, setup: TrialSetup, folder: Path, progress: Prog
     cells = spec.cells()
     journal = folder / "optuna.journal"
     mode = spec.search_mode
+    metric = f"val {spec.objective.metric}"  # the name optuna-dashboard gives trial values
     searcher = CellSearcher(
-        [CellSearch(c.id, _searched_space(spec, c), c.trials, c.train.seed) for c in cells],
+        [CellSearch(c.id, _searched_space(spec, c), c.trials, c.train.seed, metric) for c in cells],
         journal,
         mode,
         spec.max_epochs,

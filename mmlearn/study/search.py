@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -83,12 +84,14 @@ class CellSearch:
         space: searched key -> dimension.
         trials: the cell's trial budget.
         seed: the training seed of its trials.
+        metric: the name of the value its trials report, which optuna-dashboard shows.
     """
 
     id: str
     space: Mapping[str, Dimension]
     trials: int
     seed: int = 0
+    metric: str = METRIC
 
 
 def journal_storage(path: Path) -> JournalStorage:
@@ -107,9 +110,14 @@ def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def open_study(
-    storage: JournalStorage, cell_id: str, mode: Literal["max", "min"], sampler: str, seed: int
+    storage: JournalStorage,
+    cell_id: str,
+    mode: Literal["max", "min"],
+    sampler: str,
+    seed: int,
+    metric: str = METRIC,
 ) -> optuna.Study:
-    """The cell's Optuna study in ``storage``, created when missing.
+    """The cell's Optuna study in ``storage``, created when missing; its value named ``metric``.
 
     The sampler's seed also depends on the trials already in the study, so that a resumed
     study does not draw the same points again.
@@ -118,6 +126,10 @@ def open_study(
     study = optuna.create_study(
         storage=storage, study_name=cell_id, direction=direction, load_if_exists=True
     )
+    if study.metric_names != [metric]:
+        with warnings.catch_warnings():  # Optuna marks it experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([metric])
     study.sampler = make_sampler(sampler, seed + len(study.get_trials(deepcopy=False)))
     return study
 
@@ -194,8 +206,10 @@ class CellSearcher(Searcher):
         """
         if self._studies is None:
             self._studies = {
-                cell_id: open_study(self.storage, cell_id, self.direction, self.sampler, seed)
-                for seed, cell_id in enumerate(self.cells, start=self.seed * 1000)
+                cell_id: open_study(
+                    self.storage, cell_id, self.direction, self.sampler, seed, cell.metric
+                )
+                for seed, (cell_id, cell) in enumerate(self.cells.items(), start=self.seed * 1000)
             }
             owned = {optuna_id for _, optuna_id, _ in self.live.values()}
             for study in self._studies.values():

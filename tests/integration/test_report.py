@@ -2,28 +2,27 @@
 
 The shared study (``finished_study``) is redcore and early_fusion x 1 condition, 3 trials of up
 to 3 epochs per cell, 2 final seeds. The report's cells are checked against means and Student-t
-intervals computed by hand from its results.parquet. The --from-aim path reads Aim runs written
-with the Aim SDK in the tracking layout (from the same study's rows) and must give the same
-tables.
+intervals computed by hand from its results.parquet, its comparison against scipy's paired t
+and Wilcoxon tests on the 2 runs. The --from-aim path reads Aim runs written with the Aim SDK in
+the tracking layout (``tests.aim_runs``, from the same study's rows) and must give the same
+tables without a log line.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import math
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from aim import Run
 from scipy import stats
 
 from mmlearn.cli import main
+from tests.aim_runs import write_aim_runs
 from tests.integration.studies import MAX_EPOCHS, TRIALS, study_file
 
 PATTERNS = ("fac", "fou", "mor", "fac+fou", "fac+mor", "fou+mor", "fac+fou+mor")
-METRICS = ("accuracy", "uar", "macro_f1", "weighted_f1")
 T_DF1 = math.tan(0.475 * math.pi)  # t(0.975) with 1 degree of freedom: 2 seeds
 
 
@@ -44,7 +43,8 @@ def report(study):
 def test_every_report_file_exists(report):
     out, _ = report
     names = {"summary.md", "results.parquet", "heatmap-c1.png", "by-missing.png",
-             "importance.png", "best-so-far.png"}  # fmt: skip
+             "importance.png", "best-so-far.png", "cd-diagram.png", "robustness-fac.png",
+             "robustness-fou.png", "robustness-mor.png"}  # fmt: skip
     assert names <= {p.name for p in out.iterdir()}
     for name in names - {"summary.md", "results.parquet"}:
         assert (out / name).read_bytes()[:4] == b"\x89PNG", name
@@ -64,12 +64,17 @@ def test_tidy_results_are_the_final_rows(study, report):
     assert got.to_dict() == final["test.macro_f1"].to_dict()
 
 
-def _by_hand(tidy: pd.DataFrame, method: str, pattern: str | None) -> tuple[float, float]:
-    """Mean over the 2 seeds and the t half-width, by hand (of the seed's pattern mean if None)."""
+def _per_seed(tidy: pd.DataFrame, method: str, pattern: str | None) -> list[float]:
+    """Each run's score, by hand: its test macro-F1 on ``pattern`` (its pattern mean if None)."""
     own = tidy[tidy["method"] == method]
     if pattern is not None:
         own = own[own["pattern"] == pattern]
-    per_seed = [sum(g["test.macro_f1"]) / len(g) for _, g in own.groupby("seed")]
+    return [sum(g["test.macro_f1"]) / len(g) for _, g in own.groupby("seed")]
+
+
+def _by_hand(tidy: pd.DataFrame, method: str, pattern: str | None) -> tuple[float, float]:
+    """Mean over the 2 runs (seeds) and the t half-width, by hand."""
+    per_seed = _per_seed(tidy, method, pattern)
     assert len(per_seed) == 2
     mean = sum(per_seed) / 2
     sd = abs(per_seed[0] - per_seed[1]) / math.sqrt(2)
@@ -88,12 +93,17 @@ def test_summary_cells_equal_hand_computed_means(report):
             mean, half = _by_hand(tidy, method, pattern)
             assert values[cells.index(pattern)] == f"{mean:.4f} ± {half:.4f}", (method, pattern)
     mean, half = _by_hand(tidy, "early_fusion", None)
-    compared = [ln for ln in lines if ln.startswith("| early_fusion | ") and "| 14 |" in ln]
-    assert len(compared) == 1 and f"| {mean:.4f} ± {half:.4f} | 2 |" in compared[0]
-    own = tidy[tidy["method"] == "early_fusion"].sort_values(["seed", "pattern"])
-    base = tidy[tidy["method"] == "redcore"].sort_values(["seed", "pattern"])
-    p = stats.ttest_rel(own["test.macro_f1"].to_numpy(), base["test.macro_f1"].to_numpy()).pvalue
-    assert f"| {float(p):.4g} | 14 |" in compared[0]
+    assert f"| early_fusion | {mean:.4f} ± {half:.4f} | 2 |" in lines
+    # one comparison, on the 2 runs (seeds) both methods have: Holm leaves its p as it is
+    own, base = _per_seed(tidy, "early_fusion", None), _per_seed(tidy, "redcore", None)
+    diff = (own[0] - base[0] + own[1] - base[1]) / 2
+    p_t = stats.ttest_rel(own, base).pvalue
+    p_w = stats.wilcoxon([a - b for a, b in zip(own, base, strict=True)]).pvalue
+    compared = next(ln for ln in lines if ln.startswith("| c1 | early_fusion | 2 | "))
+    cells = [c.strip() for c in compared.strip("|").split("|")]
+    assert cells[3].startswith(f"{diff:+.4f} [")
+    assert cells[5:] == [f"{p_t:.3g}", f"{p_t:.3g}", f"{p_w:.3g}", f"{p_w:.3g}"]
+    assert any("Holm-adjusted over all 1 comparison of" in ln for ln in lines)
     best = [ln for ln in lines if ln.startswith("| redcore@c1 | ") and "hidden=" in ln]
     assert len(best) == 1 and "hidden=16" in best[0] and "n_blocks=2" in best[0]
 
@@ -118,50 +128,19 @@ def test_summary_counts_trials_and_saving(study, report):
     assert "## Hyperparameter importance" in lines
 
 
-def write_aim_runs(folder: Path, repo: Path) -> None:
-    """Write the study's runs into an Aim repo with the Aim SDK, in the tracking layout."""
-    rows = pd.read_parquet(folder / "results.parquet")
-    resources = yaml.safe_load((folder / "study.yaml").read_text())["resources"]
-    for (phase, cell, run_id), group in rows.groupby(["phase", "cell", "run"]):
-        first = {k: v.item() if hasattr(v, "item") else v for k, v in group.iloc[0].items()}
-        run = Run(repo=str(repo), experiment="tiny", system_tracking_interval=None,
-                  capture_terminal_logs=False, log_system_params=False)  # fmt: skip
-        run.name = f"{cell} {phase} {run_id}"
-        hparams = {
-            k.removeprefix("hp."): json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v
-            for k, v in first.items()
-            if k.startswith("hp.") and not (isinstance(v, float) and math.isnan(v))
-        }
-        run["mmlearn"] = {
-            "study": "tiny", "cell": cell, "method": first["method"],
-            "condition": first["condition"],
-            "rates": {m: first[f"rate.{m}"] for m in ("fac", "fou", "mor")},
-            "protocol": "per_epoch", "phase": phase, "seed": int(first["seed"]),
-            "trial_id": run_id, "number": None, "hparams": hparams,
-            "resources": resources,
-        }  # fmt: skip
-        epochs = int(first["epochs"])
-        splits = ("val", "test") if phase == "final" else ("val",)
-        for split, metric in ((s, m) for s in splits for m in METRICS):
-            column = f"{split}.{metric}"
-            for pattern, value in zip(group["pattern"], group[column], strict=True):
-                context = {"split": split, "pattern": pattern}
-                run.track(float(value), name=metric, step=epochs, context=context)
-            mean = float(group[column].mean())
-            run.track(mean, name=metric, step=epochs, context={"split": split, "pattern": "mean"})
-        for tag in ("tiny", cell, phase):
-            run.add_tag(tag)
-        status = {"PRUNED": "pruned", "FAIL": "failed"}.get(first["state"], "completed")
-        run["outcome"] = {"status": status, "reason": None, "epochs": epochs,
-                          "wall_seconds": first["wall_seconds"], "gpu_hours": 0.0}  # fmt: skip
-        run.close()
-
-
-def test_from_aim_gives_the_same_tables(study, report, tmp_path):
+def test_from_aim_gives_the_same_tables(study, report, tmp_path, capfd, caplog):
     path, folder = study
     out, lines = report
-    write_aim_runs(folder, tmp_path / "aim")
-    assert main(["report", str(path), "--from-aim", "--aim-repo", str(tmp_path / "aim")]) == 0
+    resources = yaml.safe_load((folder / "study.yaml").read_text())["resources"]
+    rows = pd.read_parquet(folder / "results.parquet")
+    write_aim_runs(rows, tmp_path / "aim", "tiny", ("fac", "fou", "mor"), resources)
+    capfd.readouterr()
+    with caplog.at_level(logging.INFO):
+        assert main(["report", str(path), "--from-aim", "--aim-repo", str(tmp_path / "aim")]) == 0
+    said = capfd.readouterr()
+    assert said.err == "" and said.out.startswith("report      ")  # no Aim log lines
+    assert len(said.out.splitlines()) == 1
+    assert [r.getMessage() for r in caplog.records] == []
     aim_lines = (folder / "report-aim" / "summary.md").read_text().splitlines()
     assert aim_lines[2].startswith(f"Read from the Aim repository {tmp_path / 'aim'}")
 
