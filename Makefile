@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch==2.13.0
 DEEPSPEED_SPEC ?= deepspeed>=0.19,<0.20
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint study report aim browser bench results-mfeat cluster-up cluster-down submit cluster-local clean
+.PHONY: setup test lint study report aim browser bench results-mfeat results-avdigits cluster-up cluster-down submit cluster-local clean
 
 setup: $(STAMP)
 
@@ -73,6 +73,11 @@ bench: $(STAMP)
 # Every method on mfeat at two imbalanced rate conditions, 3 seeds: docs/results-mfeat.md.
 results-mfeat: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.results_mfeat
+
+# A linear probe, then every method on avdigits under two imbalanced audio / image conditions,
+# 2 seeds: docs/results-avdigits.md.
+results-avdigits: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.results_avdigits
 
 # A Ray cluster (README.md, "Running on a cluster"): CLUSTER=cluster/gpu.yaml (AWS, the default)
 # or cluster/onprem.yaml. The file is checked first; the Ray token is generated once, in

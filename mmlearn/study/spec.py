@@ -182,6 +182,8 @@ def _mfeat_views(options: Any) -> tuple[str, ...]:
 _SOURCE_MODALITIES: dict[str, Callable[[Any], tuple[str, ...]]] = {
     "mfeat": _mfeat_views,
     "synthetic": lambda options: tuple(options.dims()),
+    "avdigits": lambda options: ("audio", "image"),
+    "multibench_mimic": lambda options: ("timeseries", "static"),
     **{
         name: lambda options: ("text", "audio", "vision")
         for name in ("mmsa", "mult_pkl", "sdk_csd", "mmin_h5")
