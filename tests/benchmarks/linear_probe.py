@@ -16,7 +16,7 @@ def probe_accuracy(
     train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray
 ) -> float:
     """Test accuracy of a logistic regression fitted on (N, D) ``train`` features."""
-    x = torch.as_tensor(train, dtype=torch.float64)
+    x = torch.tensor(train, dtype=torch.float64)
     y = torch.tensor(train_labels, dtype=torch.int64)
     mean, std = x.mean(dim=0), x.std(dim=0).clamp_min(1e-12)
     x = (x - mean) / std
@@ -36,6 +36,6 @@ def probe_accuracy(
 
     optimizer.step(loss)
     with torch.no_grad():
-        z = (torch.as_tensor(test, dtype=torch.float64) - mean) / std
+        z = (torch.tensor(test, dtype=torch.float64) - mean) / std
         predicted = (z @ weight + bias).argmax(dim=1).numpy()
     return float((predicted == test_labels).mean())

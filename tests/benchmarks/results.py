@@ -2,14 +2,14 @@
 
 Every method trains on the same incomplete data (``per_epoch`` masks at the condition's
 rates) for a fixed number of epochs, once per seed; the best epoch on validation is evaluated
-once on test, under every non-empty pattern. ``condition_sections`` returns the Markdown
-tables (mean ± std of test accuracy over the seeds) that docs/results-*.md hold.
+once on test, under every non-empty pattern. ``write_results`` writes the Markdown tables
+(mean ± std of test accuracy over the seeds) that docs/results-*.md hold.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,12 +46,10 @@ def cell(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def condition_sections(grid: ResultsGrid) -> list[str]:
-    """Markdown lines: one table per condition, one row per method, one column per pattern."""
+def method_rows(grid: ResultsGrid) -> Iterator[tuple[str, str]]:
+    """(condition, Markdown table row) of each method, as soon as its seeds have run."""
     patterns = [p.name for p in evaluation_patterns(grid.store.names)]
-    sections = []
     for condition, rates in grid.conditions.items():
-        rows = []
         for method in grid.methods:
             scores: dict[str, list[float]] = {p: [] for p in [*patterns, "mean"]}
             for seed in grid.seeds:
@@ -69,14 +67,21 @@ def condition_sections(grid: ResultsGrid) -> list[str]:
                 scores["mean"].append(result["test"]["mean"]["accuracy"])
                 print(f"{condition} {method} seed {seed}: {scores['mean'][-1]:.3f}", flush=True)
             cells = " | ".join(cell(scores[p]) for p in [*patterns, "mean"])
-            rows.append(f"| {method} | {cells} |")
-        header = "| method | " + " | ".join(patterns) + f" | mean of {len(patterns)} |"
+            yield condition, f"| {method} | {cells} |"
+
+
+def condition_tables(grid: ResultsGrid, rows: Mapping[str, Sequence[str]]) -> list[str]:
+    """Markdown lines: one table per condition (of those with rows), one column per pattern."""
+    patterns = [p.name for p in evaluation_patterns(grid.store.names)]
+    header = "| method | " + " | ".join(patterns) + f" | mean of {len(patterns)} |"
+    sections = []
+    for condition, table in rows.items():
         sections += [
             f"## Training rates {condition}",
             "",
             header,
             "|" + "---|" * (len(patterns) + 2),
-            *rows,
+            *table,
             "",
         ]
     return sections
@@ -105,7 +110,10 @@ SAME_ROWS = (
 def write_results(
     out: Path, title: str, grid: ResultsGrid, command: str, before: Sequence[str] = ()
 ) -> None:
-    """Run the grid and write (and print) the results document.
+    """Run the grid and write the results document, again after every finished row.
+
+    Until the last row the document says how many rows it holds, so that a run cut short
+    leaves honest partial tables.
 
     Args:
         out: the Markdown file.
@@ -114,20 +122,22 @@ def write_results(
         command: the command that produced it, named in the text.
         before: lines between the heading and the protocol paragraph.
     """
-    sections = condition_sections(grid)
-    text = "\n".join(
-        [
-            f"# {title}",
-            "",
-            *before,
-            protocol_paragraph(grid, command),
-            "",
-            SAME_ROWS,
-            "",
-            machine_summary(),
-            "",
-            *sections,
-        ]
-    )
-    out.write_text(text)
+    head = [
+        f"# {title}",
+        "",
+        *before,
+        protocol_paragraph(grid, command),
+        "",
+        SAME_ROWS,
+        "",
+        machine_summary(),
+        "",
+    ]
+    total = len(grid.conditions) * len(grid.methods)
+    rows: dict[str, list[str]] = {}
+    for done, (condition, row) in enumerate(method_rows(grid), start=1):
+        rows.setdefault(condition, []).append(row)
+        partial = [f"**Partial: {done} of {total} rows so far.**", ""] if done < total else []
+        text = "\n".join([*head, *partial, *condition_tables(grid, rows)])
+        out.write_text(text)
     print(text)
