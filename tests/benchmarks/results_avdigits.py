@@ -2,9 +2,10 @@
 
 A linear probe first (audio mean-pooled over its valid frames, image, both concatenated), then
 every method under two imbalanced conditions: audio missing more often than the image
-(0.7 / 0.3) and the reverse (0.3 / 0.7), 2 seeds, 10 epochs. RedCore's transformer encoder
-gets a key-padding mask (``key_padding_mask: true``), since the audio lengths vary (6-92
-frames); the LSTM and TextCNN encoders mask padded steps always. Writes docs/results-avdigits.md.
+(0.7 / 0.3) and the reverse (0.3 / 0.7), 2 seeds, 10 epochs at lr 1e-3. RedCore's
+transformer encoder gets a key-padding mask (``key_padding_mask: true``), since the audio
+lengths vary (6-92 frames); the LSTM and TextCNN encoders mask padded steps always. Writes
+docs/results-avdigits.md.
 
 Run: ``make results-avdigits`` (about 30-40 minutes on 2 cores).
 """
@@ -57,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     store = resolve_store("avdigits")
     grid = ResultsGrid(
-        store, CONDITIONS, args.methods.split(","), SEEDS, args.epochs, HYPERPARAMETERS
+        store, CONDITIONS, args.methods.split(","), SEEDS, args.epochs, HYPERPARAMETERS, lr=1e-3
     )
     options = store.manifest["options"]
     probe = probe_table(store)
