@@ -18,7 +18,7 @@ def probe_accuracy(
     """Test accuracy of a logistic regression fitted on (N, D) ``train`` features."""
     x = torch.tensor(train, dtype=torch.float64)
     y = torch.tensor(train_labels, dtype=torch.int64)
-    mean, std = x.mean(dim=0), x.std(dim=0).clamp_min(1e-12)
+    mean, std = x.mean(dim=0), x.std(dim=0, correction=0).clamp_min(1e-12)  # as StandardScaler
     x = (x - mean) / std
     classes = int(max(train_labels.max(), test_labels.max())) + 1
     weight = torch.zeros(x.shape[1], classes, dtype=torch.float64, requires_grad=True)
