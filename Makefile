@@ -75,9 +75,9 @@ results-mfeat: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.results_mfeat
 
 # A linear probe, then every method on avdigits under two imbalanced audio / image conditions,
-# 2 seeds: docs/results-avdigits.md.
+# 2 seeds, one thread: docs/results-avdigits.md.
 results-avdigits: $(STAMP)
-	$(BIN)/python -m tests.benchmarks.results_avdigits
+	OMP_NUM_THREADS=1 $(BIN)/python -m tests.benchmarks.results_avdigits
 
 # A Ray cluster (README.md, "Running on a cluster"): CLUSTER=cluster/gpu.yaml (AWS, the default)
 # or cluster/onprem.yaml. The file is checked first; the Ray token is generated once, in
