@@ -17,9 +17,10 @@ The recordings are split stratified by digit; the 200 images of each digit are s
 same fractions, and within each split every recording gets an image of its digit, cycling
 through a seeded permutation of that split's images (each image serves 1 or 2 recordings).
 No image row appears in two splits (mfeat pix itself holds 6 pairs of identical rows).
-Image weakening: ``image_energy`` keeps the leading principal components (fitted on the train images) that hold that share of the variance, as AV-MNIST
-does with 25 % (on mfeat pix, 2 components keep 25 %); ``image_noise`` adds Gaussian noise of
-that many standard deviations after standardisation. Both modalities are standardised with
+Image weakening: ``image_energy`` keeps the leading principal components (fitted on the
+train images) that hold that share of the variance, as AV-MNIST does with 25 % (on mfeat pix,
+2 components keep 25 %); ``image_noise`` adds Gaussian noise of that many standard deviations
+after standardisation. Both modalities are standardised with
 train statistics (audio per MFCC over the valid frames).
 """
 
