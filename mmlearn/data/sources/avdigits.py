@@ -16,7 +16,7 @@ offline (data-formats.md §1.2):
 The recordings are split stratified by digit; the 200 images of each digit are split in the
 same fractions, and within each split every recording gets an image of its digit, cycling
 through a seeded permutation of that split's images (each image serves 1 or 2 recordings).
-No image row appears in two splits (mfeat pix itself holds 6 pairs of identical rows).
+No image row appears in two splits (mfeat pix itself repeats 6 rows).
 Image weakening: ``image_energy`` keeps the leading principal components (fitted on the
 train images) that hold that share of the variance, as AV-MNIST does with 25 % (on mfeat pix,
 2 components keep 25 %); ``image_noise`` adds Gaussian noise of that many standard deviations
