@@ -8,8 +8,10 @@ once on test, under every non-empty pattern. ``write_results`` writes the Markdo
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,27 +51,34 @@ def cell(values: list[float]) -> str:
 
 
 def method_rows(grid: ResultsGrid) -> Iterator[tuple[str, str]]:
-    """(condition, Markdown table row) of each method, as soon as its seeds have run."""
+    """(condition, Markdown table row) of each method, as soon as its seeds have run.
+
+    The seeds of a row train at once, one spawned process each (each run is a pure function
+    of its request and seed).
+    """
     patterns = [p.name for p in evaluation_patterns(grid.store.names)]
-    for condition, rates in grid.conditions.items():
-        for method in grid.methods:
-            scores: dict[str, list[float]] = {p: [] for p in [*patterns, "mean"]}
-            for seed in grid.seeds:
-                config = TrainConfig(epochs=grid.epochs, batch_size=128, lr=grid.lr, seed=seed)
-                request = TrainRequest(
-                    method,
-                    str(grid.store.path),
-                    config,
-                    rates=rates,
-                    hyperparameters=grid.hyperparameters.get(method, {}),
-                )
-                result = train_model(request)
-                for p in patterns:
-                    scores[p].append(result["test"]["patterns"][p]["accuracy"])
-                scores["mean"].append(result["test"]["mean"]["accuracy"])
-                print(f"{condition} {method} seed {seed}: {scores['mean'][-1]:.3f}", flush=True)
-            cells = " | ".join(cell(scores[p]) for p in [*patterns, "mean"])
-            yield condition, f"| {method} | {cells} |"
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(grid.seeds), mp_context=spawn) as pool:
+        for condition, rates in grid.conditions.items():
+            for method in grid.methods:
+                requests = [
+                    TrainRequest(
+                        method,
+                        str(grid.store.path),
+                        TrainConfig(epochs=grid.epochs, batch_size=128, lr=grid.lr, seed=seed),
+                        rates=rates,
+                        hyperparameters=grid.hyperparameters.get(method, {}),
+                    )
+                    for seed in grid.seeds
+                ]
+                results = list(pool.map(train_model, requests))
+                scores = {
+                    p: [r["test"]["patterns"][p]["accuracy"] for r in results] for p in patterns
+                }
+                scores["mean"] = [r["test"]["mean"]["accuracy"] for r in results]
+                print(f"{condition} {method}: {scores['mean']}", flush=True)
+                cells = " | ".join(cell(scores[p]) for p in [*patterns, "mean"])
+                yield condition, f"| {method} | {cells} |"
 
 
 def condition_tables(grid: ResultsGrid, rows: Mapping[str, Sequence[str]]) -> list[str]:
