@@ -70,12 +70,13 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.methods
 	$(BIN)/python -m tests.benchmarks.study
 
-# Every method on mfeat at two imbalanced rate conditions, 3 seeds: docs/results-mfeat.md.
+# Every method on mfeat at two imbalanced rate conditions, 3 seeds (one single-threaded
+# process each): docs/results-mfeat.md.
 results-mfeat: $(STAMP)
-	$(BIN)/python -m tests.benchmarks.results_mfeat
+	OMP_NUM_THREADS=1 $(BIN)/python -m tests.benchmarks.results_mfeat
 
 # A linear probe, then every method on avdigits under two imbalanced audio / image conditions,
-# 2 seeds, one thread: docs/results-avdigits.md.
+# 2 seeds (one single-threaded process each): docs/results-avdigits.md.
 results-avdigits: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m tests.benchmarks.results_avdigits
 

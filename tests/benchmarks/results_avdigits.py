@@ -8,7 +8,7 @@ lengths vary (6-92 frames), and 1 block instead of 3: with 3 it costs 10 times t
 the LSTM methods (1.6 s per batch of 128), more than the 2-core budget holds. The LSTM and
 TextCNN encoders mask padded steps always. Writes docs/results-avdigits.md.
 
-Run: ``make results-avdigits`` (about 30 minutes on 2 idle cores, one thread).
+Run: ``make results-avdigits`` (about 30 minutes on 2 idle cores: a process per seed).
 """
 
 from __future__ import annotations
