@@ -4,8 +4,9 @@ The layout (pliang279/MultiBench ``datasets/mimic/get_data.py``; data-formats.md
 dict over all N admissions, as produced by the MIMIC-III benchmark of Purushotham et al.
 ("Benchmarking deep learning models on large healthcare datasets", J. Biomed. Inform. 2018):
 
-* ``ep_tdata`` (N, T, D) float: hourly time series of the first T = 24 hours (D = 12 in
-  MultiBench's copy; shapes are read from the array);
+* ``ep_tdata`` (N, T, D) float: hourly time series of the first T = 24 hours (the MultiBench
+  paper counts D = 12 measurements; other exports of the benchmark hold 15; shapes are read
+  from the array);
 * ``adm_features_all`` (N, S) float: static admission features (S = 5: age, AIDS,
   hematologic malignancy, metastatic cancer, admission type);
 * ``adm_labels_all`` (N, 6): mortality labels, columns in-hospital, 1-day, 2-day, 3-day,
