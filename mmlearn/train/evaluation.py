@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from mmlearn.data.loader import SplitLoader
 from mmlearn.data.missing import Pattern, evaluation_patterns
@@ -29,8 +28,8 @@ def evaluate(
     """Metrics of ``model`` on ``split`` per pattern, and their mean over patterns.
 
     Under a process group every rank must call this: each evaluates its own disjoint shard and
-    the per-pattern counts are summed with one all-reduce, so every (sample, pattern) pair is
-    counted exactly once and every rank returns the same result.
+    the per-pattern counts are summed (and the scores of a binary target gathered), so every
+    (sample, pattern) pair is counted exactly once and every rank returns the same result.
 
     Args:
         model: the model (not a DeepSpeed engine); it is put in eval mode and back.
@@ -58,5 +57,5 @@ def evaluate(
     finally:
         model.train(was_training)
     if world.world_size > 1:
-        dist.all_reduce(counts.counts)
+        counts.reduce_across_ranks()
     return counts.summary()

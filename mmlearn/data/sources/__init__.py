@@ -1,3 +1,12 @@
 """Built-in data sources; importing this package registers them."""
 
-from mmlearn.data.sources import mfeat, mmin_h5, mmsa, mult_pkl, sdk_csd, synthetic  # noqa: F401
+from mmlearn.data.sources import (  # noqa: F401
+    avdigits,
+    mfeat,
+    mmin_h5,
+    mmsa,
+    mult_pkl,
+    multibench_mimic,
+    sdk_csd,
+    synthetic,
+)
