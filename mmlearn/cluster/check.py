@@ -36,7 +36,7 @@ import ray.autoscaler
 
 from mmlearn.errors import ConfigError
 from mmlearn.study import StudySpec, load_study
-from mmlearn.study._errors import did_you_mean, unknown_key
+from mmlearn.study._errors import did_you_mean, key_path, unknown_key
 from mmlearn.study.drivers import DRIVER_RESOURCE
 from mmlearn.user_files import read_yaml_mapping, show
 
@@ -181,7 +181,8 @@ def check_cluster(path: str | Path, studies: Sequence[tuple[Path, StudySpec]] = 
             )
             problems += _placement_problems(node_types, studies, head)
     if problems:
-        raise ConfigError("\n".join(f"{path}: {_where(loc)}{message}" for loc, message in problems))
+        lines = dict.fromkeys(f"{path}: {_where(loc)}{message}" for loc, message in problems)
+        raise ConfigError("\n".join(lines))  # Ray's schema can say a thing twice (anyOf)
     return ClusterFile(path, _provider(config), node_types, storage)
 
 
@@ -564,5 +565,5 @@ def _placement_problems(
 
 def _where(loc: Loc) -> str:
     """``available_node_types.gpu.resources.GPU: `` for a key path; empty for the whole file."""
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    path = key_path(loc)
     return f"{path}: " if path else ""

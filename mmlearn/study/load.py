@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from mmlearn.errors import ConfigError
-from mmlearn.study._errors import ERROR_TYPE, Loc, did_you_mean, unknown_key
+from mmlearn.study._errors import ERROR_TYPE, Loc, did_you_mean, key_path, unknown_key
 from mmlearn.study.spec import StudySpec
 from mmlearn.user_files import read_yaml_mapping, show
 
@@ -43,7 +43,47 @@ def load_study(path: str | Path) -> StudySpec:
     try:
         return StudySpec.model_validate(_storage_override(raw))
     except ValidationError as e:
-        raise ConfigError("\n".join(f"{path}: {_describe(d)}" for d in e.errors())) from e
+        lines = _one_line_per_rule(_missing_keys_together(e.errors()))
+        raise ConfigError("\n".join(f"{path}: {line}" for line in lines)) from e
+
+
+def _missing_keys_together(errors: list[ErrorDetails]) -> list[tuple[Loc, str]]:
+    """(key path, message) of each error, the required keys missing from one section in one
+    (random bytes that happen to be a mapping lack every section)."""
+    problems: list[tuple[Loc, str]] = []
+    missing: dict[Loc, list[tuple[Loc, str]]] = {}
+    for d in errors:
+        loc = d["loc"]
+        if d["type"] == "missing" and loc and isinstance(loc[-1], str):
+            if loc[:-1] not in missing:
+                problems.append((loc[:-1], ""))  # its place among the problems
+            missing.setdefault(loc[:-1], []).append((loc, _describe(d)))
+        else:
+            problems.append((loc, _describe(d)))
+    for i, (section, message) in enumerate(problems):
+        if message:
+            continue
+        keys = missing[section]
+        if len(keys) == 1:
+            problems[i] = (keys[0][0], f"required key is missing ({keys[0][1]})")
+        else:
+            listed = ", ".join(f"{loc[-1]} ({what})" for loc, what in keys)
+            problems[i] = (section, f"required keys are missing: {listed}")
+    return problems
+
+
+def _one_line_per_rule(problems: list[tuple[Loc, str]]) -> list[str]:
+    """``key.path: message`` of each problem, those that repeat a message at other list
+    indices (one removed modality breaks every condition) folded into the first one's line."""
+    groups: dict[tuple[Loc, str], list[Loc]] = {}
+    for loc, message in problems:
+        shape = tuple("[]" if isinstance(part, int) else part for part in loc)
+        groups.setdefault((shape, message), []).append(loc)
+    lines = []
+    for (_, message), locs in groups.items():
+        more = f" (and at {len(locs) - 1} more indices)" if len(locs) > 1 else ""
+        lines.append(f"{key_path(locs[0])}: {message}{more}" if locs[0] else message)
+    return lines
 
 
 def _storage_override(raw: dict[str, Any]) -> dict[str, Any]:
@@ -74,13 +114,16 @@ def check_studies(paths: Sequence[str | Path]) -> str:
 
 
 def _describe(error: ErrorDetails) -> str:
-    """``key.path: message`` of one pydantic error, in this project's words."""
+    """The message of one pydantic error, in this project's words."""
     loc, kind, got = error["loc"], error["type"], show(error["input"])
     if kind in (ERROR_TYPE, "value_error"):
         message = error["msg"].removeprefix("Value error, ")
     elif kind == "missing":
-        field = _section_at(loc[:-1]).model_fields[str(loc[-1])]
-        message = f"required key is missing ({field.description})"
+        section = _section_at(loc[:-1])
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            message = section.model_fields[str(loc[-1])].description or ""
+        else:  # an item of a list of fixed length
+            message = "a value is missing here"
     elif kind == "extra_forbidden":
         message = unknown_key(str(loc[-1]), _section_at(loc[:-1]).model_fields)
     elif kind == "literal_error":
@@ -93,13 +136,7 @@ def _describe(error: ErrorDetails) -> str:
         message = f"must be a list, but got {got}"
     else:
         message = f"{error['msg'].replace('Input should be', 'must be', 1)}, but got {got}"
-    message = message.removesuffix(".")  # some rules end their sentence, most do not
-    return f"{_key_path(loc)}: {message}" if loc else message
-
-
-def _key_path(loc: Loc) -> str:
-    """``methods[1].space.lr`` for ``("methods", 1, "space", "lr")``."""
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    return message.removesuffix(".")  # some rules end their sentence, most do not
 
 
 def _section_at(loc: Loc) -> type[BaseModel]:
