@@ -128,7 +128,8 @@ class StorageWatch(tune.Callback):
         if shutil.disk_usage(self.folder).free < self.reserve:
             self._stopped = True
             _STOPPED.add(self.folder)
-            os.kill(os.getpid(), signal.SIGUSR1)
+            if callable(signal.getsignal(signal.SIGUSR1)):  # Tune's handler; not in a thread
+                os.kill(os.getpid(), signal.SIGUSR1)
 
 
 _STOPPED: set[Path] = set()

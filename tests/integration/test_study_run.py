@@ -2,7 +2,8 @@
 
 SLOW: the shared study (``finished_study``: 2 cells x 3 trials of 2-worker Ray Train trials with
 ASHA, then 2 final seeds per cell, then a rerun) takes about 2 minutes on 2 cores; the two
-driver-kill tests and the worst-case study under a minute each.
+driver-kill tests, the trial-worker kill, the full disk (a 32 MiB tmpfs, skipped where it cannot
+be mounted) and the worst-case study under a minute or two each.
 """
 
 from __future__ import annotations
