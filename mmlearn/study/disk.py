@@ -32,23 +32,20 @@ class StorageFullError(MmlearnError):
 
 @dataclass(frozen=True)
 class SpaceNeed:
-    """The checkpoints a study keeps: how many, and the bytes of the largest.
+    """The checkpoints a study keeps.
 
     Attributes:
         checkpoints: checkpoints kept at once (one per trial and final run, one more per
             running trial while it replaces its last).
-        largest: bytes of the largest checkpoint (an estimate, see ``mmlearn.study.preflight``).
+        bytes: their bytes (an estimate, see ``mmlearn.study.preflight``).
+        largest: bytes of the largest checkpoint.
         concurrent: trials running at the same time.
     """
 
     checkpoints: int
+    bytes: int
     largest: int
     concurrent: int
-
-    @property
-    def bytes(self) -> int:
-        """The bytes of every checkpoint the study keeps."""
-        return self.checkpoints * self.largest
 
     @property
     def reserve(self) -> int:

@@ -13,6 +13,7 @@ seconds instead of a Ray cluster whose every trial fails.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import pyarrow as pa
@@ -114,18 +115,18 @@ def _space_need(spec: StudySpec, store: FeatureStore) -> SpaceNeed:
         ConfigError: a model that cannot be built, or fewer epochs than its stages.
     """
     data = store.spec(spec.data.task, spec.data.names)
-    cells = spec.cells()
-    largest, sizes = 0, {}
-    for cell in cells:
+    sizes: dict[tuple[str, str], int] = {}
+    checkpoints = total = 0
+    for cell in spec.cells():
         key = (cell.method, repr(sorted(cell.hyperparameters.items())))
         if key not in sizes:
             sizes[key] = _checkpoint_bytes(spec, cell, data)
-        largest = max(largest, sizes[key])
-    trials = sum(c.trials for c in cells) + spec.final.seeds * len(cells)
-    # Tune keeps each trial's last checkpoint; a running trial has a second one while it
-    # replaces it.
-    concurrent = spec.resources.max_concurrent_trials
-    return SpaceNeed(trials + concurrent, largest, concurrent)
+        runs = cell.trials + spec.final.seeds  # Tune keeps each one's last checkpoint
+        checkpoints += runs
+        total += runs * sizes[key]
+    # a running trial holds a second checkpoint while it replaces its last
+    concurrent, largest = spec.resources.max_concurrent_trials, max(sizes.values())
+    return SpaceNeed(checkpoints + concurrent, total + concurrent * largest, largest, concurrent)
 
 
 def _checkpoint_bytes(spec: StudySpec, cell: Cell, data: DatasetSpec) -> int:
@@ -134,7 +135,9 @@ def _checkpoint_bytes(spec: StudySpec, cell: Cell, data: DatasetSpec) -> int:
     Raises:
         ConfigError: the model cannot be built, or has more stages than a run has epochs.
     """
-    model = build(cell.method, dict(cell.hyperparameters), data)
+    with warnings.catch_warnings():  # an experimental method says so when its trials build it
+        warnings.simplefilter("ignore")
+        model = build(cell.method, dict(cell.hyperparameters), data)
     for epochs in {spec.max_epochs, cell.train.epochs}:
         try:
             stage_spans(model.stages(), epochs)
