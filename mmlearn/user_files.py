@@ -128,11 +128,12 @@ def read_json_mapping(path: Path, kind: str, error: type[MmlearnError], fix: str
 
 
 def _unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    twice = next((key for i, key in enumerate(keys) if key in keys[:i]), None)
-    if twice is not None:
+    found = dict(pairs)
+    if len(found) < len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
         raise ValueError(f"key {twice!r} is given twice")
-    return dict(pairs)
+    return found
 
 
 class _Loader(Composer, CParser, SafeConstructor, Resolver):
