@@ -102,7 +102,8 @@ def test_a_model_with_more_stages_than_epochs_is_one_line(tmp_path, store):
 
 def test_storage_that_cannot_be_written(tmp_path, store):
     (tmp_path / "runs").write_text("a file where the storage folder should be")
-    fails_before_ray(study(tmp_path, store), ConfigError, "runs/pre: cannot write there (Not a directory)")
+    message = "runs/pre: cannot write there (Not a directory)"
+    fails_before_ray(study(tmp_path, store), ConfigError, message)
 
 
 def test_storage_without_room_fails_and_little_room_warns(tmp_path, store, small_filesystem):
