@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
+import signal
 import sys
 import types
 import typing
@@ -26,13 +28,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # here, where a reader that left is caught, not at exit
+        return code
     except MmlearnError as e:
         print(f"mmlearn: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mmlearn: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _output_closed()
+
+
+def _output_closed() -> int:
+    """Exit quietly when the reader of stdout left (``mmlearn data info STORE | head``).
+
+    Python would report the pipe again when it flushes stdout at exit, so stdout becomes
+    /dev/null first (Python's documentation, "Note on SIGPIPE" in the signal module); the exit
+    status is the shell's for a process ended by SIGPIPE, 128 + 13, as Unix tools end.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -37,3 +37,18 @@ def unknown_key(key: str, allowed: Iterable[str]) -> str:
     """The message for a key a section does not have."""
     names = sorted(allowed)
     return f"unknown key{did_you_mean(key, names)} (allowed: {', '.join(names)})"
+
+
+def key_path(loc: Loc) -> str:
+    """``methods[1].space.lr`` for ``("methods", 1, "space", "lr")``.
+
+    A key that is empty, has spaces at its ends or characters that do not print (a line break)
+    is shown as its repr, so that a message stays one line and shows the key as it is.
+    """
+    return "".join(
+        f"[{p}]" if isinstance(p, int) else f".{p if _plain(p) else repr(p)}" for p in loc
+    ).lstrip(".")
+
+
+def _plain(key: str) -> bool:
+    return bool(key) and key.isprintable() and key.strip() == key

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,3 +34,30 @@ def tracked_study(tmp_path_factory: pytest.TempPathFactory) -> TrackedStudy:
     from tests.integration.tracking_study import run_tracked_study  # imports Ray and Aim
 
     return run_tracked_study(tmp_path_factory.mktemp("tracking"))
+
+
+@pytest.fixture
+def small_filesystem() -> Iterator[Callable[[Path, int], Path]]:
+    """Mount a tmpfs of a given size in MiB at a new folder, unmounted after the test; the test
+    is skipped, with the reason, where this machine does not let it mount one (not root)."""
+    mounted: list[Path] = []
+
+    def mount(path: Path, mib: int) -> Path:
+        path.mkdir(parents=True)
+        try:
+            done = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={mib}m", "tmpfs", str(path)],
+                capture_output=True,
+                text=True,
+            )
+            reason = done.stderr.strip()
+        except FileNotFoundError:
+            done, reason = None, "no mount command"
+        if done is None or done.returncode != 0:
+            pytest.skip(f"cannot mount a {mib} MiB tmpfs at {path} ({reason}); it needs root")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in mounted:
+        subprocess.run(["umount", "--lazy", str(path)], check=False)

@@ -34,10 +34,10 @@ from typing import Any
 import jsonschema
 import ray.autoscaler
 
-from mmlearn.errors import ConfigError, Loc, Problem, did_you_mean, unknown_key
+from mmlearn.errors import ConfigError, Loc, Problem, did_you_mean, key_path, unknown_key
 from mmlearn.study import StudySpec, load_study
 from mmlearn.study.drivers import DRIVER_RESOURCE
-from mmlearn.study.load import read_mapping
+from mmlearn.user_files import read_yaml_mapping, show
 
 SCHEMA = Path(ray.autoscaler.__file__).parent / "ray-schema.json"
 """Ray's cluster-file schema, shipped in the installed wheel."""
@@ -160,7 +160,7 @@ def check_cluster(path: str | Path, studies: Sequence[tuple[Path, StudySpec]] = 
         ConfigError: one line per problem, each starting with the file name.
     """
     path = Path(path)
-    config = read_mapping(path, "cluster file", "(cluster_name, provider, ...)")
+    config = read_yaml_mapping(path, "cluster file", "(cluster_name, provider, ...)")
     problems = _schema_problems(config)
     if not problems:
         local = config["provider"]["type"] == "local"
@@ -177,7 +177,8 @@ def check_cluster(path: str | Path, studies: Sequence[tuple[Path, StudySpec]] = 
             )
             problems += _placement_problems(node_types, studies, head)
     if problems:
-        raise ConfigError("\n".join(f"{path}: {_where(loc)}{message}" for loc, message in problems))
+        lines = dict.fromkeys(f"{path}: {_where(loc)}{message}" for loc, message in problems)
+        raise ConfigError("\n".join(lines))  # Ray's schema can say a thing twice (anyOf)
     return ClusterFile(path, _provider(config), node_types, storage)
 
 
@@ -209,9 +210,9 @@ def _describe(error: jsonschema.ValidationError) -> list[Problem]:
             _TYPE_WORDS.get(t, t) for t in ([rule] if isinstance(rule, str) else rule)
         )
         hint = " (Ray counts node resources in whole units)" if "resources" in loc else ""
-        return [(loc, f"must be {words}, but got {_show(value)}{hint}")]
+        return [(loc, f"must be {words}, but got {show(value)}{hint}")]
     if kind == "minimum":
-        return [(loc, f"must be >= {rule}, but got {_show(value)}")]
+        return [(loc, f"must be >= {rule}, but got {show(value)}")]
     return [(loc, f"{error.message} (Ray's cluster schema)")]
 
 
@@ -560,11 +561,5 @@ def _placement_problems(
 
 def _where(loc: Loc) -> str:
     """``available_node_types.gpu.resources.GPU: `` for a key path; empty for the whole file."""
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    path = key_path(loc)
     return f"{path}: " if path else ""
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    """A short repr of a user's value."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

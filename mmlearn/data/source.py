@@ -8,11 +8,13 @@ option marked ``positional`` is the command's positional argument, e.g. the file
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pydantic import TypeAdapter, ValidationError
 
 from mmlearn.data.spec import TargetSpec
 from mmlearn.errors import ConfigError
@@ -90,7 +92,20 @@ class Source:
                 + "; ".join(f"{name}: {known[name].metadata.get('help', '')}" for name in missing)
                 + "."
             )
-        return self.options(**values)
+        try:
+            return _options_adapter(self.options).validate_python(values)
+        except ValidationError as e:
+            wrong = "; ".join(
+                f"{'.'.join(map(str, d['loc']))}: {d['msg'].lower()}, but got {d['input']!r:.60}"
+                for d in e.errors()
+            )
+            raise ConfigError(f"source {self.name!r} option {wrong}.") from e
+
+
+@functools.cache
+def _options_adapter(options: type) -> TypeAdapter[Any]:
+    """Validates a source's options against the types of its dataclass fields."""
+    return TypeAdapter(options)
 
 
 SOURCES: dict[str, Source] = {}

@@ -31,6 +31,7 @@ from mmlearn import __version__
 from mmlearn.data.source import SPLITS, SourceData, SplitArrays
 from mmlearn.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from mmlearn.errors import DataError
+from mmlearn.user_files import read_json_mapping
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -69,8 +70,11 @@ class FeatureStore:
                 f"{self.path} holds no {MANIFEST}, so it is not a feature store; "
                 "create one with `mmlearn data prepare SOURCE --out DIR`."
             )
+        fix = "prepare the store again with `mmlearn data prepare`."
+        self.manifest: dict[str, Any] = read_json_mapping(
+            manifest_path, "store manifest", DataError, fix
+        )
         try:
-            self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
             self.modalities = tuple(ModalitySpec(**m) for m in self.manifest["modalities"])
             self.targets = tuple(
                 TargetSpec(t["name"], t["kind"], tuple(t["class_names"]))
@@ -80,11 +84,8 @@ class FeatureStore:
             self._rows: dict[str, int] = {
                 s: int(v["rows"]) for s, v in self.manifest["splits"].items()
             }
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise DataError(
-                f"{manifest_path} is malformed ({type(e).__name__}: {e}); "
-                "prepare the store again with `mmlearn data prepare`."
-            ) from e
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise DataError(f"{manifest_path} is malformed ({type(e).__name__}: {e}); {fix}") from e
         if self.manifest.get("format") != FORMAT_VERSION:
             raise DataError(
                 f"{manifest_path} has store format {self.manifest.get('format')!r}, but this "

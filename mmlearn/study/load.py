@@ -14,53 +14,20 @@ import os
 import re
 import types
 import typing
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from mmlearn.errors import ConfigError, Loc, did_you_mean, unknown_key
+from mmlearn.errors import ConfigError, Loc, did_you_mean, key_path, unknown_key
 from mmlearn.study._errors import ERROR_TYPE
 from mmlearn.study.spec import StudySpec
+from mmlearn.user_files import read_yaml_mapping, show
 
 STORAGE_ENV = "MMLEARN_STORAGE"
 """When set (not empty), the ``storage`` of every study: a cluster's shared folder."""
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with two fixes for study files.
-
-    It reads ``1e-5`` as a float (YAML 1.2; YAML 1.1 wants ``1.0e-5``), and it rejects a key
-    given twice in one mapping (YAML keeps the last one silently).
-    """
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def _unique_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)  # resolve '<<' merges first, as construct_mapping does
-    seen: set[Hashable] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if not isinstance(key, Hashable):
-            continue  # construct_mapping reports it
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} is given twice", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 
 def load_study(path: str | Path) -> StudySpec:
@@ -72,34 +39,51 @@ def load_study(path: str | Path) -> StudySpec:
         ConfigError: one line per problem, each starting with the file name.
     """
     path = Path(path)
-    raw = read_mapping(path, "study file", "of sections (name, data, methods, ...)")
+    raw = read_yaml_mapping(path, "study file", "of sections (name, data, methods, ...)")
     try:
         return StudySpec.model_validate(_storage_override(raw))
     except ValidationError as e:
-        raise ConfigError("\n".join(f"{path}: {_describe(d)}" for d in e.errors())) from e
+        lines = _one_line_per_rule(_missing_keys_together(e.errors()))
+        raise ConfigError("\n".join(f"{path}: {line}" for line in lines)) from e
 
 
-def read_mapping(path: Path, kind: str, keys: str) -> dict[str, Any]:
-    """The mapping that the YAML file at ``path`` holds: a study or cluster file.
+def _missing_keys_together(errors: list[ErrorDetails]) -> list[tuple[Loc, str]]:
+    """(key path, message) of each error, the required keys missing from one section in one
+    (random bytes that happen to be a mapping lack every section)."""
+    problems: list[tuple[Loc, str]] = []
+    missing: dict[Loc, list[tuple[Loc, str]]] = {}
+    for d in errors:
+        loc = d["loc"]
+        if d["type"] == "missing" and loc and isinstance(loc[-1], str):
+            if loc[:-1] not in missing:
+                problems.append((loc[:-1], ""))  # its place among the problems
+            missing.setdefault(loc[:-1], []).append((loc, _describe(d)))
+        else:
+            problems.append((loc, _describe(d)))
+    for i, (section, message) in enumerate(problems):
+        if message:
+            continue
+        keys = missing[section]
+        if len(keys) == 1:
+            problems[i] = (keys[0][0], f"required key is missing ({keys[0][1]})")
+        else:
+            listed = ", ".join(f"{loc[-1]} ({what})" for loc, what in keys)
+            problems[i] = (section, f"required keys are missing: {listed}")
+    return problems
 
-    Args:
-        path: the file.
-        kind: what the file is, for messages (``study file``).
-        keys: what its keys are, for the message when it holds no mapping.
 
-    Raises:
-        ConfigError: the file cannot be read, is not YAML (a key given twice included), or holds
-            no mapping, in one line that names the file.
-    """
-    try:
-        raw = yaml.load(path.read_text(), Loader=_Loader)  # a SafeLoader: plain data only
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the {kind} ({e.strerror})") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: {_yaml_problem(e)}") from e
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a {kind} is a mapping {keys}, but got {_show(raw)}")
-    return raw
+def _one_line_per_rule(problems: list[tuple[Loc, str]]) -> list[str]:
+    """``key.path: message`` of each problem, those that repeat a message at other list
+    indices (one removed modality breaks every condition) folded into the first one's line."""
+    groups: dict[tuple[Loc, str], list[Loc]] = {}
+    for loc, message in problems:
+        shape = tuple("[]" if isinstance(part, int) else part for part in loc)
+        groups.setdefault((shape, message), []).append(loc)
+    lines = []
+    for (_, message), locs in groups.items():
+        more = f" (and at {len(locs) - 1} more indices)" if len(locs) > 1 else ""
+        lines.append(f"{key_path(locs[0])}: {message}{more}" if locs[0] else message)
+    return lines
 
 
 def _storage_override(raw: dict[str, Any]) -> dict[str, Any]:
@@ -129,25 +113,17 @@ def check_studies(paths: Sequence[str | Path]) -> str:
     return "\n".join(summaries)
 
 
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    """``line L, column C: problem`` of a YAML error, on one line."""
-    if not isinstance(error, yaml.MarkedYAMLError) or error.problem_mark is None:
-        return f"invalid YAML: {' '.join(str(error).split())}"
-    mark = error.problem_mark
-    context = f" ({error.context})" if error.context else ""
-    return (
-        f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {error.problem}{context}"
-    )
-
-
 def _describe(error: ErrorDetails) -> str:
-    """``key.path: message`` of one pydantic error, in this project's words."""
-    loc, kind, got = error["loc"], error["type"], _show(error["input"])
+    """The message of one pydantic error, in this project's words."""
+    loc, kind, got = error["loc"], error["type"], show(error["input"])
     if kind in (ERROR_TYPE, "value_error"):
         message = error["msg"].removeprefix("Value error, ")
     elif kind == "missing":
-        field = _section_at(loc[:-1]).model_fields[str(loc[-1])]
-        message = f"required key is missing ({field.description})"
+        section = _section_at(loc[:-1])
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            message = section.model_fields[str(loc[-1])].description or ""
+        else:  # an item of a list of fixed length
+            message = "a value is missing here"
     elif kind == "extra_forbidden":
         message = unknown_key(str(loc[-1]), _section_at(loc[:-1]).model_fields)
     elif kind == "literal_error":
@@ -160,13 +136,7 @@ def _describe(error: ErrorDetails) -> str:
         message = f"must be a list, but got {got}"
     else:
         message = f"{error['msg'].replace('Input should be', 'must be', 1)}, but got {got}"
-    message = message.removesuffix(".")  # some rules end their sentence, most do not
-    return f"{_key_path(loc)}: {message}" if loc else message
-
-
-def _key_path(loc: Loc) -> str:
-    """``methods[1].space.lr`` for ``("methods", 1, "space", "lr")``."""
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    return message.removesuffix(".")  # some rules end their sentence, most do not
 
 
 def _section_at(loc: Loc) -> type[BaseModel]:
@@ -191,9 +161,3 @@ def _strip(tp: Any) -> Any:
             tp = next(arm for arm in typing.get_args(tp) if arm is not type(None))
         else:
             return tp
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    """A short repr of a user's value."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -36,10 +36,13 @@ from mmlearn.errors import ConfigError, MmlearnError
 from mmlearn.space import Dimension
 from mmlearn.study import results, snapshots, worst_case
 from mmlearn.study.cells import Cell
+from mmlearn.study.disk import StorageWatch, full_storage_stops
 from mmlearn.study.drivers import DRIVER_RESOURCE, DRIVER_SLOTS, train_env
 from mmlearn.study.failures import first_failure
 from mmlearn.study.load import load_study
+from mmlearn.study.preflight import preflight
 from mmlearn.study.progress import Progress, StudyProgress, cell_trials
+from mmlearn.study.ray_fate import RayReaper
 from mmlearn.study.ray_private import trial_trainable
 from mmlearn.study.results import RunRecord
 from mmlearn.study.search import (
@@ -117,6 +120,7 @@ def run_study(path: str | Path, progress: Progress = _ignore) -> StudyOutcome:
             failing; what finished is in the results file.
     """
     spec = load_study(path)
+    need = preflight(spec, progress)  # the data, the models and the storage, before Ray starts
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress lines say what matters
     _configure_tune()
     store = spec.data.open()
@@ -139,10 +143,11 @@ def run_study(path: str | Path, progress: Progress = _ignore) -> StudyOutcome:
         train_env=train_env(on_cluster=bool(os.environ.get("RAY_ADDRESS"))),
     )
     report_import = _import_in_background("mmlearn.report")  # matplotlib and Aim: 2 s
-    started = _start_ray()
+    started, reaper = _start_ray()
     try:
         _check_cluster(spec, path)
-        grid = _tune_study(spec, setup, folder, progress)
+        with full_storage_stops(folder):
+            grid = _tune_study(spec, setup, folder, progress, StorageWatch(folder, need.reserve))
         journal = journal_storage(folder / "optuna.journal")  # read once: each open replays it
         final = _write_results(spec, setup, grid, journal, folder)
         _check_search_done(setup, journal, folder)
@@ -153,6 +158,8 @@ def run_study(path: str | Path, progress: Progress = _ignore) -> StudyOutcome:
         # another thread is shutting it down (seen when the report was drawn meanwhile).
         if started:
             ray.shutdown()
+        if reaper is not None:
+            reaper.release()
     report_import.join()
     from mmlearn.report import write_report
 
@@ -212,10 +219,15 @@ def _try_import(module: str) -> None:
         return
 
 
-def _start_ray() -> bool:
-    """Connect to ``RAY_ADDRESS``, or start a local Ray sized to the machine; True if started."""
+def _start_ray() -> tuple[bool, RayReaper | None]:
+    """Connect to ``RAY_ADDRESS``, or start a local Ray sized to the machine.
+
+    Returns:
+        Whether this call connected or started Ray, and the reaper of a local Ray it started,
+        which makes its processes end with this driver (``mmlearn.study.ray_fate``).
+    """
     if ray.is_initialized():
-        return False
+        return False, None
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     address = os.environ.get("RAY_ADDRESS")
     if address:
@@ -228,7 +240,8 @@ def _start_ray() -> bool:
             dashboard_host="127.0.0.1",
             **quiet,
         )
-    return True
+        return True, RayReaper.start()
+    return True, None
 
 
 def _check_cluster(spec: StudySpec, path: str | Path) -> None:
@@ -310,10 +323,13 @@ def _searched_space(spec: StudySpec, cell: Cell) -> Mapping[str, Dimension]:
     return cell.space
 
 
-def _tune_study(spec: StudySpec, setup: TrialSetup, folder: Path, progress: Progress) -> ResultGrid:
+def _tune_study(
+    spec: StudySpec, setup: TrialSetup, folder: Path, progress: Progress, watch: StorageWatch
+) -> ResultGrid:
     """Run (or resume) the study's one Tuner: every cell's search trials and final runs.
 
-    A trial that crashes is retried once from its last checkpoint.
+    A trial that crashes is retried once from its last checkpoint. ``watch`` stops the study
+    when its storage fills up (a resumed run keeps the watch it was started with).
     """
     trainable = _trainable(setup)
     experiment = folder / EXPERIMENT
@@ -363,7 +379,12 @@ def _tune_study(spec: StudySpec, setup: TrialSetup, folder: Path, progress: Prog
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=1),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[JsonLoggerCallback(), progress_lines, *tracking_callbacks(spec, progress)],
+            callbacks=[
+                JsonLoggerCallback(),
+                progress_lines,
+                watch,
+                *tracking_callbacks(spec, progress),
+            ],
         ),
     )
     return tuner.fit()

@@ -292,7 +292,7 @@ class StudySpec(Section):
                 f"  search     {cells[0].trials} trials per cell, {trials} in all "
                 f"({self.search.sampler}, {scheduler}, {self.search_mode} {self.objective.metric})",
                 f"  final      {len(cells) * self.final.seeds} runs = {_count(cells, 'cell')} x "
-                f"{_count(range(self.final.seeds), 'seed')}",
+                f"{self.final.seeds} seed{'' if self.final.seeds == 1 else 's'}",
                 f"  resources  {r.workers} worker(s) x ({r.cpus_per_worker:g} CPU, "
                 f"{r.gpus_per_worker:g} GPU) per trial, {r.max_concurrent_trials} trial(s) at once",
             ]

@@ -72,9 +72,22 @@ def process_group() -> Iterator[World]:
     try:
         yield World(0, 1)
     finally:
-        deepspeed.comm.destroy_process_group()
+        destroy_process_group()
         if set_local_rank:
             del os.environ["LOCAL_RANK"]
+
+
+def destroy_process_group() -> None:
+    """Destroy the default process group, if any, safely whether or not a fit started.
+
+    DeepSpeed caches the group once a fit used it, and its own teardown clears that cache; a
+    fit that failed before DeepSpeed started has no such cache (``deepspeed.comm.cdb`` is None),
+    and DeepSpeed's teardown would raise ``AttributeError`` over the fit's own error.
+    """
+    if deepspeed.comm.cdb is not None:
+        deepspeed.comm.destroy_process_group()
+    elif dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def free_port() -> int:
@@ -145,9 +158,5 @@ def _worker(
     try:
         result = fn(*args)
     finally:
-        # DeepSpeed caches the group once a fit used it; its own teardown clears that cache.
-        if deepspeed.comm.cdb is not None:
-            deepspeed.comm.destroy_process_group()
-        elif dist.is_initialized():
-            dist.destroy_process_group()
+        destroy_process_group()
     torch.save(result, Path(out) / f"rank{rank}.pt")

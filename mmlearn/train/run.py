@@ -15,11 +15,15 @@ import torch
 
 from mmlearn.data.missing import MissingProtocol
 from mmlearn.data.resolve import resolve_store
+from mmlearn.data.spec import DatasetSpec
+from mmlearn.data.store import FeatureStore
+from mmlearn.models.base import MissingModalityModel
 from mmlearn.models.registry import build, train_protocol
 from mmlearn.train.config import TrainConfig
 from mmlearn.train.distributed import run_distributed
 from mmlearn.train.engine import EpochCallback, fit
 from mmlearn.train.evaluation import evaluate
+from mmlearn.train.schedule import stage_spans
 
 
 @dataclass(frozen=True)
@@ -65,15 +69,32 @@ def train_model(request: TrainRequest, on_epoch: EpochCallback | None = None) ->
     Raises:
         ConfigError, DataError: bad names, options or data, before any training starts.
     """
-    # Resolve once here, so that a missing source is prepared (and an error reported) before
-    # worker processes start.
-    resolve_store(request.data)
+    # Everything that can go wrong before training (names, data, hyperparameters, epochs per
+    # stage) goes wrong here, in one line, before DeepSpeed or worker processes start; a
+    # missing source is prepared here once.
+    prepared = _prepare(request)
     if request.workers == 1:
-        return _fit_and_evaluate(request, on_epoch)
+        return _fit_and_evaluate(request, on_epoch, prepared)
     return run_distributed(_fit_and_evaluate, request.workers, request, on_epoch)[0]
 
 
-def _fit_and_evaluate(request: TrainRequest, on_epoch: EpochCallback | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Prepared:
+    """What one rank trains: the store, the protocol and the freshly built model."""
+
+    store: FeatureStore
+    spec: DatasetSpec
+    mode: str
+    protocol: MissingProtocol
+    model: MissingModalityModel
+
+
+def _prepare(request: TrainRequest) -> _Prepared:
+    """Open the data, build the model from the request's seed and check its epoch budget.
+
+    Raises:
+        ConfigError, DataError: bad names, options, data or epochs.
+    """
     store = resolve_store(request.data)
     spec = store.spec(request.task, request.modalities)
     mode = request.protocol or ("per_epoch" if request.rates else train_protocol(request.method))
@@ -81,16 +102,25 @@ def _fit_and_evaluate(request: TrainRequest, on_epoch: EpochCallback | None) -> 
     protocol.check_feasible(len(store.split("train")))
     torch.manual_seed(request.config.seed)  # the same initial weights on every rank
     model = build(request.method, dict(request.hyperparameters), spec)
-    result = fit(model, store, protocol, request.config, on_epoch=on_epoch)
-    model.load_state_dict(result.best_state)
+    stage_spans(model.stages(), request.config.epochs)
+    return _Prepared(store, spec, mode, protocol, model)
+
+
+def _fit_and_evaluate(
+    request: TrainRequest, on_epoch: EpochCallback | None, prepared: _Prepared | None = None
+) -> dict[str, Any]:
+    """Fit and evaluate on this rank; ``prepared`` when ``train_model`` prepared it here."""
+    p = prepared or _prepare(request)
+    result = fit(p.model, p.store, p.protocol, request.config, on_epoch=on_epoch)
+    p.model.load_state_dict(result.best_state)
     batch = request.config.batch_size
     return {
         "method": request.method,
         "best_epoch": result.best_epoch,
         "best_score": result.best_score,
         "selection_metric": result.selection_metric,
-        "protocol": {"mode": mode, "rates": dict(request.rates)},
+        "protocol": {"mode": p.mode, "rates": dict(request.rates)},
         "history": result.history,
-        "val": evaluate(model, store.split("val"), spec, batch),
-        "test": evaluate(model, store.split("test"), spec, batch),
+        "val": evaluate(p.model, p.store.split("val"), p.spec, batch),
+        "test": evaluate(p.model, p.store.split("test"), p.spec, batch),
     }

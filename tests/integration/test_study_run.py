@@ -2,7 +2,8 @@
 
 SLOW: the shared study (``finished_study``: 2 cells x 3 trials of 2-worker Ray Train trials with
 ASHA, then 2 final seeds per cell, then a rerun) takes about 2 minutes on 2 cores; the two
-driver-kill tests and the worst-case study under a minute each.
+driver-kill tests, the trial-worker kill, the full disk (a 32 MiB tmpfs, skipped where it cannot
+be mounted) and the worst-case study under a minute or two each.
 """
 
 from __future__ import annotations
@@ -10,17 +11,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
 from mmlearn.study import worst_case
+from mmlearn.study.disk import StorageFullError, storage_full
 from mmlearn.study.runner import StudyOutcome, run_study
 from tests.integration.studies import (
     CELLS,
@@ -152,20 +157,24 @@ def _finished(journal: Path) -> int:
 KILLED_TRIALS = 4
 
 
-def _kill_midway(mfeat_path: Path, tmp_path: Path) -> Path:
-    """Start a 1-cell study of ``KILLED_TRIALS`` trials in its own process and SIGKILL the
-    driver once 2 trials finished; the study file."""
+def _one_cell_study(mfeat_path: Path, tmp_path: Path, **overrides: Any) -> Path:
+    """A study of 1 cell (tiny early fusion) and ``KILLED_TRIALS`` trials, one at a time."""
     methods = [{"name": "early_fusion", "fixed": {"hidden": 16, "cls_layers": [16]},
                 "space": {"train.lr": {"loguniform": [1e-4, 1e-2]}}}]  # fmt: skip
-    path = study_file(
-        tmp_path,
-        mfeat_path,
-        name="killed",
-        methods=methods,
-        search={"sampler": "tpe", "trials_per_cell": KILLED_TRIALS, "seed": 0},
-        resources={"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": 1},
-        final={"seeds": 1},
-    )
+    sections = {
+        "methods": methods,
+        "search": {"sampler": "tpe", "trials_per_cell": KILLED_TRIALS, "seed": 0},
+        "resources": {"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": 1},
+        "final": {"seeds": 1},
+    }
+    return study_file(tmp_path, mfeat_path, name="killed", **{**sections, **overrides})
+
+
+def _kill_midway(mfeat_path: Path, tmp_path: Path) -> Path:
+    """Start the 1-cell study in its own process and SIGKILL the driver once 2 trials finished;
+    every process of the local Ray that it started must then end (``mmlearn.study.ray_fate``)
+    within 30 s. The study file."""
+    path = _one_cell_study(mfeat_path, tmp_path)
     journal = tmp_path / "runs" / "killed" / "optuna.journal"
     command = [sys.executable, "-m", "mmlearn", "study", "run", str(path)]
     driver = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
@@ -176,11 +185,26 @@ def _kill_midway(mfeat_path: Path, tmp_path: Path) -> Path:
             assert driver.poll() is None, "the study ended before it could be killed"
             time.sleep(0.5)
         assert _finished(journal) >= 2
-        driver.send_signal(signal.SIGKILL)  # the driver only: its Ray is left behind
+        assert len(_in_session(driver.pid)) > 5  # the driver's local Ray: GCS, raylet, agents
+        driver.send_signal(signal.SIGKILL)  # the driver only
         driver.wait()
+        deadline = time.monotonic() + 30
+        while _in_session(driver.pid) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert not _in_session(driver.pid), "processes of the killed driver's Ray are alive"
     finally:
         _kill_group(driver.pid)
     return path
+
+
+def _in_session(sid: int) -> list[str]:
+    """The command lines of the live processes of session ``sid`` (a killed driver's)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            if entry.name.isdigit() and os.getsid(int(entry.name)) == sid:
+                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return found
 
 
 def _assert_exact_counts(outcome: StudyOutcome) -> None:
@@ -215,6 +239,73 @@ def test_a_snapshot_torn_by_the_kill_is_set_aside_and_the_journal_resumes(mfeat_
     _assert_exact_counts(outcome)
     assert any("torn; set aside" in line for line in lines), lines
     assert all(file.with_name(file.name + ".torn").exists() for file in snapshot)
+
+
+def test_a_killed_trial_worker_resumes_from_its_checkpoint(mfeat_path, tmp_path):
+    """SIGKILL the process of a running trial after its first epochs: Tune restarts the trial
+    (max_failures=1) in a new process, which continues from the last checkpoint."""
+    path = _one_cell_study(
+        mfeat_path,
+        tmp_path,
+        search={"sampler": "tpe", "trials_per_cell": 1, "seed": 0},
+        scheduler={"type": "none"},
+        train={"epochs": 6, "batch_size": 128, "lr": 1e-3},
+    )
+    experiment = tmp_path / "runs" / "killed" / "tune"
+    killed: list[int] = []
+
+    def kill_the_first_trial_after_two_epochs() -> None:
+        deadline, rows = time.monotonic() + 300, []
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ValueError):  # a line being written
+                rows = _tune_results(experiment)
+            if len(rows) >= 2:
+                killed.append(rows[0]["pid"])
+                os.kill(rows[0]["pid"], signal.SIGKILL)
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_the_first_trial_after_two_epochs, daemon=True)
+    killer.start()
+    outcome = run_study(path)
+    killer.join()
+    assert killed, "the trial ended before it could be killed"
+    search = [r for r in _tune_results(experiment) if r["phase"] == "search"]
+    before = [r["training_iteration"] for r in search if r["pid"] == killed[0]]
+    after = [r["training_iteration"] for r in search if r["pid"] != killed[0]]
+    assert before[:2] == [1, 2] and after, (before, after)
+    # from the checkpoint of an epoch it had done (Tune may not have registered the newest)
+    assert 1 < after[0] <= before[-1] + 1 and after[-1] == 6, (before, after)
+    trial = trials_of(outcome.journal, ("early_fusion@c1",))["early_fusion@c1"]
+    assert [t.state for t in trial] == [TrialState.COMPLETE]
+    assert sorted(trial[0].intermediate_values) == list(range(1, 7))
+
+
+def test_a_full_disk_stops_the_study_in_one_line_and_the_rerun_completes(
+    mfeat_path, tmp_path, small_filesystem
+):
+    """The storage is a 32 MiB file system; once 2 trials finished, a file fills it."""
+    disk = small_filesystem(tmp_path / "disk", mib=32)
+    path = _one_cell_study(mfeat_path, tmp_path, storage=str(disk / "runs"))
+    folder = disk / "runs" / "killed"
+    ballast = disk / "ballast"
+
+    def fill_after_two_trials() -> None:
+        deadline = time.monotonic() + 300
+        while _finished(folder / "optuna.journal") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with open(ballast, "wb") as f, contextlib.suppress(OSError):
+            f.write(b"\0" * (shutil.disk_usage(disk).free - 64 * 1024))
+
+    filler = threading.Thread(target=fill_after_two_trials, daemon=True)
+    filler.start()
+    with pytest.raises(StorageFullError) as caught:
+        run_study(path)
+    filler.join()
+    assert str(caught.value).splitlines() == [storage_full(folder)]
+    assert f"storage {folder}: no space left" in str(caught.value)
+    ballast.unlink()
+    _assert_exact_counts(run_study(path))
 
 
 def _kill_group(pid: int) -> None:

@@ -64,6 +64,9 @@ def test_bad_input_is_one_line_exit_2(mfeat_path, tmp_path):
         (("--method", "redcore", "--rates", "text=0.5"), "unknown modalities ['text']"),
         (("--method", "redcore", "--set", "kl_wieght=1"), "did you mean 'kl_weight'?"),
         (("--method", "redcore", "--epochs", "0"), "train.epochs: must be an integer >= 1"),
+        # checked before DeepSpeed or the worker processes start
+        (("--method", "mmin", "--epochs", "1"), "train.epochs: must be >= the 2 stages"),
+        (("--method", "mmin", "--epochs", "1", "--workers", "2"), "must be >= the 2 stages"),
     ]
     for args, message in cases:
         done = train("--data", str(mfeat_path), *args, cwd=tmp_path)

@@ -404,7 +404,7 @@ def test_every_problem_of_a_file_is_reported_one_line_each() -> None:
 @pytest.mark.parametrize(
     ("name", "text"),
     [
-        ("yaml_syntax.yaml", "invalid YAML at line 4, column 8: expected ',' or '}'"),
+        ("yaml_syntax.yaml", "invalid YAML at line 4, column 8: did not find expected ',' or '}'"),
         ("not_a_mapping.yaml", "a study file is a mapping of sections (name, data, methods, ...)"),
         ("duplicate_key.yaml", "key 'methods' is given twice"),
     ],
