@@ -45,7 +45,7 @@ def task_loss(
 def supervised_loss(out: ModelOutput, batch: Batch, spec: DatasetSpec) -> LossOutput:
     """The plain task loss of a model whose only objective is its prediction."""
     total = task_loss(out.prediction, batch.labels, spec)
-    return LossOutput(total, {"task": total.item()})
+    return LossOutput(total, {"task": total.detach()})
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:

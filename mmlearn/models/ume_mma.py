@@ -126,7 +126,7 @@ class UnimodalEnsemble(MissingModalityModel):
         """Sum over modalities of each one's task loss on the samples where it is present."""
         parts = unimodal_losses(out.extras["logits"], out.extras["seen"], batch.labels, self.spec)
         total = sum(parts.values(), out.prediction.new_zeros(()))
-        return LossOutput(total, {f"task/{m}": v.item() for m, v in parts.items()})
+        return LossOutput(total, {f"task/{m}": v.detach() for m, v in parts.items()})
 
 
 @register("ume_mma", UMEMMAHParams)
@@ -152,7 +152,7 @@ class UMEMMA(UnimodalEnsemble):
         parts = unimodal_losses(out.extras["logits"], out.extras["seen"], batch.labels, self.spec)
         total = fused + self.hparams.unimodal_weight * sum(parts.values(), fused.new_zeros(()))
         return LossOutput(
-            total, {"task": fused.item()} | {f"task/{m}": v.item() for m, v in parts.items()}
+            total, {"task": fused.detach()} | {f"task/{m}": v.detach() for m, v in parts.items()}
         )
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
