@@ -643,6 +643,46 @@ class ResourcesSpec(_Section):
         raise_problems("resources", problems)
         return self
 
+    @property
+    def trials_per_gpu(self) -> int:
+        """One-worker trials that share one GPU at once (1 for trials of whole GPUs, 0 without).
+
+        Ray places a trial of g < 1 GPU on a GPU that has g left, so floor(1 / g) share one.
+        """
+        if self.gpus_per_worker == 0:
+            return 0
+        if self.gpus_per_worker >= 1:
+            return 1
+        return math.floor(1 / self.gpus_per_worker + 1e-9)
+
+    def trials_per_node(self, cpus: float, gpus: float) -> int:
+        """Trials at once on a node of ``cpus`` CPUs and ``gpus`` GPUs (whole workers per trial).
+
+        Multi-worker trials may also span nodes; this counts the ones a node holds alone.
+        """
+        by_cpu = math.floor(cpus / self.cpus_per_worker + 1e-9)
+        workers = by_cpu
+        if self.gpus_per_worker:
+            workers = min(by_cpu, math.floor(gpus / self.gpus_per_worker + 1e-9))
+        return workers // self.workers
+
+    def packing(self) -> str:
+        """How trials share GPUs, in words: per GPU, and per GPU node."""
+        cpus = self.cpus_per_worker * self.workers
+        if self.gpus_per_worker == 0:
+            return f"no GPU; a node runs its CPUs / {cpus:g} trials at once"
+        if self.trials_per_gpu > 1:
+            return (
+                f"{self.trials_per_gpu} trials share a GPU ({self.gpus_per_worker:g} GPU each); "
+                f"a GPU node runs min({self.trials_per_gpu} x its GPUs, its CPUs / {cpus:g}) "
+                "trials at once"
+            )
+        gpus = self.gpus_per_worker * self.workers
+        return (
+            f"{gpus:g} GPU(s) per trial; a GPU node runs min(its GPUs / {gpus:g}, its CPUs / "
+            f"{cpus:g}) trials at once"
+        )
+
 
 class FinalSpec(_Section):
     """The final phase: each cell's best configuration re-run with several seeds, tested once."""
@@ -1128,5 +1168,6 @@ class StudySpec(_Section):
                 f"{_count(range(self.final.seeds), 'seed')}",
                 f"  resources  {r.workers} worker(s) x ({r.cpus_per_worker:g} CPU, "
                 f"{r.gpus_per_worker:g} GPU) per trial, {r.max_concurrent_trials} trial(s) at once",
+                f"  packing    {r.packing()}",
             ]
         )
