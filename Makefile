@@ -70,11 +70,10 @@ bench: $(STAMP)
 # The GPU benchmark (docs/benchmarks.md, "gpu"; under 8 minutes on an H100). On a machine where the
 # project is not set up (a lent GPU machine has torch but no DeepSpeed or pydantic), carry the
 # wheels of `make gpu-wheels` in .whl/ and run `make bench-gpu PYTHON_GPU=python3`: they are
-# installed into .whl/site, outside that machine's Python.
+# unpacked into .whl/site (a wheel is a zip of site-packages), outside that machine's Python.
 PYTHON_GPU ?= $(BIN)/python
 bench-gpu:
-	@if [ -d .whl ]; then $(PYTHON_GPU) -m pip install --quiet --no-index --no-deps \
-	  --target .whl/site .whl/*.whl; fi
+	@for wheel in $(wildcard .whl/*.whl); do $(PYTHON_GPU) -m zipfile -e $$wheel .whl/site; done
 	PYTHONPATH=$$PWD:$$PWD/.whl/site $(PYTHON_GPU) -m tests.benchmarks.gpu
 
 # The wheels bench-gpu needs beyond torch, numpy, pyarrow, h5py, scipy and pyyaml, for CPython
