@@ -11,7 +11,8 @@ aligned store (batches of 256, rates audio .2 / vision .5 / text .8):
 - RedCore with LSTM encoders in bf16, and at ZeRO 1 (flat parameters, which may make cuDNN
   copy the LSTM weights at every call): samples/s;
 - packing: 1, 2, 4, 8 and 16 concurrent RedCore trial processes on the GPU: aggregate samples/s,
-  GPU memory per process and utilisation (NVML, from nvidia-ml-py);
+  GPU memory per process and utilisation (NVML, from nvidia-ml-py); 4 and 16 again as clients
+  of a CUDA MPS daemon where one starts;
 - parity: the first 20 fp32 losses of a seeded RedCore run on the CPU and on the GPU, with its
   randomness off (dropout 0, VIB noise e^-15), agree to 1e-3 relative.
 
@@ -24,14 +25,17 @@ cannot rot) and writes to ``--doc``. Run: ``make bench-gpu``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +56,7 @@ from tests.host_syncs import StepSyncs
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 PARITY_STEPS = 20
 PARITY_RTOL = 1e-3
+MPS_PACKING = (4, 16)  # the packing rows repeated under CUDA MPS
 
 
 @dataclass(frozen=True)
@@ -202,23 +207,60 @@ class Utilisation:
         return f"{sum(busy) / len(busy):.0f}%", f"{memory:.0f}"
 
 
-def packing(store_dir: str, size: Size, device: str) -> list[str]:
-    """Rows of the packing table: N concurrent RedCore trial processes on one device."""
+def packing(
+    store_dir: str,
+    size: Size,
+    device: str,
+    counts: tuple[int, ...],
+    mps: dict[str, str] | None = None,
+) -> list[str]:
+    """Rows of the packing table: N concurrent RedCore trial processes on one device.
+
+    With ``mps`` (the environment of a running MPS control daemon) the processes are its
+    clients, whose kernels share the GPU at once instead of taking turns in time slices.
+    """
     rows = []
-    for n in size.packing:
+    for n in counts:
         one = {"store_dir": store_dir, "method": "redcore", "hparams": size.official}
         with Utilisation(device == "cuda") as use:
             started = time.perf_counter()
-            processes = [in_child(size, device=device, **one) for _ in range(n)]
+            processes = [in_child(size, mps, device=device, **one) for _ in range(n)]
             results = [result_of(p) for p in processes]
             wall = time.perf_counter() - started
         total = sum(r["samples_per_s"] for r in results)
         utilisation, memory = use.summary()
         rows.append(
-            f"| {n} | {total:,.0f} | {total / n:,.0f} | {memory} | {utilisation} | {wall:.0f} |"
+            f"| {n} | {'on' if mps else 'off'} | {total:,.0f} | {total / n:,.0f} | {memory} "
+            f"| {utilisation} | {wall:.0f} |"
         )
         print(rows[-1], flush=True)
     return rows
+
+
+@contextlib.contextmanager
+def mps_daemon(folder: Path) -> Iterator[dict[str, str] | None]:
+    """A CUDA MPS control daemon of this user for the block: its clients' environment.
+
+    Yields None where the machine has no ``nvidia-cuda-mps-control`` or it does not start.
+    The daemon changes no device setting (compute mode, MIG); ``quit`` stops it.
+    """
+    control = shutil.which("nvidia-cuda-mps-control")
+    env = os.environ | {
+        "CUDA_MPS_PIPE_DIRECTORY": str(folder / "pipe"),
+        "CUDA_MPS_LOG_DIRECTORY": str(folder / "log"),
+    }
+    if control is None:
+        yield None
+        return
+    for name in ("pipe", "log"):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+    if subprocess.run([control, "-d"], env=env, check=False, timeout=30).returncode != 0:
+        yield None
+        return
+    try:
+        yield env
+    finally:
+        subprocess.run([control], input="quit\n", env=env, text=True, check=False, timeout=60)
 
 
 def device_name(device: str) -> str:
@@ -270,7 +312,17 @@ def run(size: Size, device: str, doc: Path) -> str:
             lstm.append(f"| LSTM encoders | {precision} | {zero} | {cells} |")
             print(lstm[-1], flush=True)
 
-        packed = packing(store_dir, size, device)
+        packed = packing(store_dir, size, device, size.packing)
+        mps = "not tried (a CPU run)"
+        if device == "cuda":
+            with mps_daemon(Path(tmp) / "mps") as env:
+                mps = "no MPS control daemon could start on this machine"
+                if env is not None:
+                    try:
+                        packed += packing(store_dir, size, device, MPS_PACKING, env)
+                        mps = "the 'on' rows ran as clients of a CUDA MPS daemon"
+                    except RuntimeError as e:  # the table says what failed; the rest stands
+                        mps = f"its clients failed: {str(e).splitlines()[-1][:120]}"
 
         # The CPU run in a process that sees no GPU, so that DeepSpeed takes the CPU accelerator.
         seeded = {"store_dir": store_dir, "method": "redcore", "hparams": size.official}
@@ -309,10 +361,12 @@ def run(size: Size, device: str, doc: Path) -> str:
             "|---|---|---|---|---|",
             *lstm,
             "",
-            "| concurrent RedCore trial processes | aggregate samples/s | per process | GPU MiB "
-            "per process (NVML) | GPU utilisation (NVML) | wall s |",
-            "|---|---|---|---|---|---|",
+            "| concurrent RedCore trial processes | MPS | aggregate samples/s | per process | "
+            "GPU MiB per process (NVML) | GPU utilisation (NVML) | wall s |",
+            "|---|---|---|---|---|---|---|",
             *packed,
+            "",
+            f"MPS: {mps}.",
             "",
             f"Parity: the first {len(parity['cpu'])} fp32 training losses of a seeded RedCore "
             f"run without randomness on the CPU and on {device}: largest relative difference "

@@ -26,7 +26,8 @@ def test_smoke_mode_writes_the_gpu_section(tmp_path: Path) -> None:
     assert "Device: CPU (smoke run)" in section
     for table in ("RedCore, official MOSEI settings", "method (defaults, fp32)", "ZeRO"):
         assert f"| {table}" in section
-    assert re.search(r"\| 2 \| [\d,]+ \| [\d,]+ \| n/a \| n/a \|", section)  # 2 packed trials
+    assert re.search(r"\| 2 \| off \| [\d,]+ \| [\d,]+ \| n/a \| n/a \|", section)  # 2 packed
+    assert "MPS: not tried (a CPU run)." in section
     assert "(agree to 0.001)" in section
     # Without DeepSpeed's bf16 wrapper and CPU dropout draws a step waits at most once.
     assert "| early_fusion | " in section and re.search(
