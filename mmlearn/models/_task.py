@@ -48,11 +48,14 @@ def supervised_loss(out: ModelOutput, batch: Batch, spec: DatasetSpec) -> LossOu
     return LossOutput(total, {"task": total.detach()})
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
-    """Mean of the (B,) ``values`` where the (B,) bool ``mask`` holds; None if it never does."""
-    if not mask.any():
-        return None
-    return values[mask].mean()
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the (B,) ``values`` where the (B,) bool ``mask`` holds; 0 if it never does.
+
+    A masked sum, not ``values[mask]``: indexing by a mask sizes its output by the data, which
+    makes a GPU host wait (docs/benchmarks.md, "gpu").
+    """
+    total = torch.where(mask, values, values.new_zeros(())).sum()
+    return total / mask.sum().clamp(min=1)
 
 
 def present_mean(

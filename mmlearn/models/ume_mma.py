@@ -84,13 +84,11 @@ def unimodal_losses(
     labels: torch.Tensor,
     spec: DatasetSpec,
 ) -> dict[str, torch.Tensor]:
-    """Each modality's task loss averaged over the samples that see it (absent ones skipped)."""
+    """Each modality's task loss averaged over the samples that see it (0 when none does)."""
     out = {}
     for m, raw in logits.items():
         per_sample = task_loss(as_prediction(raw, spec), labels, spec, reduction="none")
-        mean = masked_mean(per_sample, seen[m])
-        if mean is not None:
-            out[m] = mean
+        out[m] = masked_mean(per_sample, seen[m])
     return out
 
 

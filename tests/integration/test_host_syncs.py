@@ -13,24 +13,24 @@ from mmlearn.data.missing import MissingProtocol
 from mmlearn.data.store import FeatureStore
 from mmlearn.models import build
 from mmlearn.models.layers import keep_mask
+from mmlearn.models.registry import names
 from mmlearn.train.config import TrainConfig
 from mmlearn.train.distributed import World
 from mmlearn.train.engine import _deepspeed_config, fit
 from tests.host_syncs import StepSyncs
 
-TINY = {"hidden": 16, "cls_layers": (16,)}
 
-
-@pytest.mark.parametrize("method", ["redcore", "early_fusion"])
+@pytest.mark.parametrize("method", names())
 def test_a_training_step_waits_at_most_once(mfeat_store: FeatureStore, method: str) -> None:
     spec = mfeat_store.spec()
     extra = {"ae_layers": (32, 16), "n_blocks": 2} if method == "redcore" else {}
     torch.manual_seed(0)
-    model = build(method, TINY | extra, spec)
+    model = build(method, {"hidden": 16} | extra, spec)
     protocol = MissingProtocol(spec.names, "per_epoch", {m: 0.3 for m in spec.names}, seed=0)
     counter = StepSyncs(model, torch.device("cpu"))
+    config = TrainConfig(epochs=len(model.stages()), batch_size=256, lr=1e-3)
     with counter.active():
-        fit(model, mfeat_store, protocol, TrainConfig(epochs=1, batch_size=256, lr=1e-3))
+        fit(model, mfeat_store, protocol, config)
     assert len(counter.per_step) >= 3
     assert max(counter.per_step) <= 1, counter.per_step  # the finite check
 
