@@ -8,12 +8,12 @@ VENV   := $(or $(MMLEARN_VENV),.venv)
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.setup-done
 # The torch build to install first. The default is the CPU wheel; on a CUDA cluster use e.g.
-#   make setup TORCH_SPEC="torch==2.11.0 --index-url https://download.pytorch.org/whl/cu130"
+#   make setup TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130"
 TORCH_SPEC ?= torch==2.13.0
 DEEPSPEED_SPEC ?= deepspeed>=0.19,<0.20
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint study report aim dashboard browser bench results-mfeat results-avdigits cluster-up cluster-down submit cluster-local clean
+.PHONY: setup test lint study report aim dashboard browser bench bench-gpu gpu-wheels results-mfeat results-avdigits cluster-up cluster-down submit cluster-local clean
 
 setup: $(STAMP)
 
@@ -76,6 +76,32 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.prepare_mmsa
 	$(BIN)/python -m tests.benchmarks.methods
 	$(BIN)/python -m tests.benchmarks.study
+
+# The GPU benchmark (docs/benchmarks.md, "gpu"; under 8 minutes on an H100). On a machine where the
+# project is not set up (a lent GPU machine has torch but no DeepSpeed or pydantic), carry the
+# wheels of `make gpu-wheels` in .whl/ and run `make bench-gpu PYTHON_GPU=python3`: they are
+# unpacked into .whl/site (a wheel is a zip of site-packages), outside that machine's Python.
+PYTHON_GPU ?= $(BIN)/python
+bench-gpu:
+	@for wheel in $(wildcard .whl/*.whl); do $(PYTHON_GPU) -m zipfile -e $$wheel .whl/site; done
+	PYTHONPATH=$$PWD:$$PWD/.whl/site $(PYTHON_GPU) -m tests.benchmarks.gpu
+
+# The wheels bench-gpu needs beyond torch, numpy, pyarrow, h5py, scipy and pyyaml, for CPython
+# GPU_PYTHON_VERSION on x86-64 Linux, at the versions installed here (what the tests ran), into
+# .whl/ (about 15 MiB; a device run carries 64 MiB at most). DeepSpeed publishes an sdist only:
+# its wheel is built here, pure Python (its CUDA ops compile at run time and are not used).
+GPU_PYTHON_VERSION ?= 3.12
+GPU_WHEELS := pydantic pydantic_core annotated-types typing-inspection typing_extensions hjson \
+  einops msgpack ninja py-cpuinfo psutil tqdm packaging
+gpu-wheels: $(STAMP)
+	mkdir -p .whl
+	$(BIN)/pip download --quiet --dest .whl --no-deps --only-binary=:all: \
+	  --python-version $(GPU_PYTHON_VERSION) --implementation cp \
+	  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
+	  $$($(BIN)/pip freeze | grep -iE '^($(subst $(eval) ,|,$(GPU_WHEELS)))==') nvidia-ml-py
+	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir .whl \
+	  $$($(BIN)/pip freeze | grep -i '^deepspeed==')
+	du -sh .whl
 
 # Every method on mfeat at two imbalanced rate conditions, 3 seeds (one single-threaded
 # process each): docs/results-mfeat.md.

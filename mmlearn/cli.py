@@ -137,6 +137,21 @@ def _add_study_parser(commands: Any) -> None:
     )
     run.add_argument("file", metavar="FILE", help="a study file (studies/NAME.yaml)")
     run.set_defaults(run=_study_run)
+    estimate = study_commands.add_parser(
+        "estimate",
+        help="predict a study's trials, epochs, samples, wall time and GPU-hours per phase",
+    )
+    estimate.add_argument("file", metavar="FILE", help="a study file (studies/NAME.yaml)")
+    estimate.add_argument(
+        "--cluster", metavar="FILE", help="the cluster file it will run on (default: here)"
+    )
+    estimate.add_argument(
+        "--throughput",
+        metavar="FILE",
+        help="samples/s per method from `make bench-gpu` (docs/benchmarks.md) instead of "
+        "calibrating on this machine",
+    )
+    estimate.set_defaults(run=_study_estimate)
 
 
 def _add_cluster_parser(commands: Any) -> None:
@@ -345,6 +360,19 @@ def _study_run(args: argparse.Namespace) -> int:
 
     outcome = run_study(args.file, progress=functools.partial(print, flush=True))
     print(outcome.summary())
+    return 0
+
+
+def _study_estimate(args: argparse.Namespace) -> int:
+    from mmlearn.cluster.check import check_cluster
+    from mmlearn.study import load_study
+    from mmlearn.study.estimate import estimate, read_throughput
+
+    spec = load_study(args.file)
+    cluster = None if args.cluster is None else check_cluster(args.cluster)
+    precision = spec.cells()[0].train.precision
+    rates = args.throughput and read_throughput(args.throughput, precision)
+    print(estimate(spec, cluster, rates or None).table())
     return 0
 
 

@@ -122,6 +122,16 @@ class ClusterFile:
                 f"{r.gpus_per_worker:g} GPU) per trial, up to "
                 f"{self.capacity(r.cpus_per_worker, r.gpus_per_worker)} such workers at once"
             )
+            per_node = [
+                f"{t.name} node {r.trials_per_node(t.cpus, t.gpus)}"
+                for t in self.node_types
+                if t.gpus > 0
+            ]
+            if r.gpus_per_worker > 0 and per_node:
+                lines.append(
+                    f"             trials at once: {r.trials_per_gpu} per GPU, per "
+                    f"{', per '.join(per_node)}"
+                )
         return "\n".join(lines)
 
     def capacity(self, cpus: float, gpus: float) -> int:

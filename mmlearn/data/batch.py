@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -61,18 +62,18 @@ class Batch:
             out[name] = x * keep
         return out
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        """A copy of the batch on ``device``."""
-
-        def move(t: torch.Tensor) -> torch.Tensor:
-            return t.to(device, non_blocking=non_blocking)
-
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+        """A copy of the batch with ``fn`` applied to every tensor."""
         return Batch(
             modalities=self.modalities,
-            features={k: move(v) for k, v in self.features.items()},
-            lengths={k: move(v) for k, v in self.lengths.items()},
-            present=move(self.present),
-            labels=move(self.labels),
-            pattern=move(self.pattern),
-            index=move(self.index),
+            features={k: fn(v) for k, v in self.features.items()},
+            lengths={k: fn(v) for k, v in self.lengths.items()},
+            present=fn(self.present),
+            labels=fn(self.labels),
+            pattern=fn(self.pattern),
+            index=fn(self.index),
         )
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """A copy of the batch on ``device``."""
+        return self.map(lambda t: t.to(device, non_blocking=non_blocking))

@@ -17,31 +17,28 @@ def _world_size() -> int:
     return 1
 
 
-def global_means(values: torch.Tensor, counts: torch.Tensor) -> list[float | None]:
+def global_means(values: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per entry, the mean over the global batch of a quantity each rank averaged locally.
 
     With ``values[k]`` the mean of quantity k over the ``counts[k]`` samples of this rank that
     have it, the result is ``sum_r counts_r[k] * values_r[k] / sum_r counts_r[k]`` over the
-    ranks of the default process group (one ``all_reduce`` of a (2, K) tensor), or None where
-    no rank has a sample. Every rank must call it at the same point. Without a group, or with
-    one rank, it returns this rank's values as they are.
+    ranks of the default process group (one ``all_reduce`` of a (2, K) tensor). Every rank must
+    call it at the same point. Without a group, or with one rank, the means are this rank's
+    values. Nothing is read back to the host, so a GPU step does not wait here.
 
     Args:
         values: (K,) local means; entries with a zero count are ignored (may be NaN).
         counts: (K,) local sample counts.
 
     Returns:
-        K floats (or None), identical on every rank.
+        (K,) float64 means, identical on every rank (0 where no rank has a sample), and (K,)
+        bool: whether some rank has a sample.
     """
     values, counts = values.detach(), counts.detach()
-    if _world_size() == 1:
-        return [
-            float(v) if n > 0 else None
-            for v, n in zip(values.tolist(), counts.tolist(), strict=True)
-        ]
     n = counts.to(torch.float64)  # (K,)
     weighted = torch.where(n > 0, values.to(torch.float64) * n, torch.zeros_like(n))  # (K,)
-    totals = torch.stack([weighted, n])  # (2, K)
-    dist.all_reduce(totals)
-    sums, ns = totals.tolist()
-    return [s / c if c > 0 else None for s, c in zip(sums, ns, strict=True)]
+    if _world_size() > 1:
+        totals = torch.stack([weighted, n])  # (2, K)
+        dist.all_reduce(totals)
+        weighted, n = totals[0], totals[1]
+    return weighted / n.clamp(min=1.0), n > 0

@@ -94,11 +94,32 @@ def pattern_bits(mask: torch.Tensor) -> torch.Tensor:
     return (mask.long() * weights).sum(dim=1)
 
 
+def _subsets(present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every pattern over the M modalities, and which of them lie inside each sample's.
+
+    Args:
+        present: (B, M) bool.
+
+    Returns:
+        (P, M) bool, the P = 2^M patterns (the empty one first), and (B, P) bool: pattern p
+        is a subset of sample b's present modalities.
+    """
+    m = present.shape[1]
+    options = torch.tensor(
+        list(itertools.product([False, True], repeat=m)), device=present.device
+    )  # (P, M)
+    inside = ~(options[None] & ~present[:, None]).any(dim=-1)  # (B, P)
+    return options, inside
+
+
 def drop_independent(present: torch.Tensor, p: float) -> torch.Tensor:
     """Drop each present modality with probability ``p``, keeping at least one per sample.
 
     A sample that would lose every present modality is drawn again (UME-MMA's branch drop,
-    methods.md §3.3); samples with nothing present stay empty.
+    methods.md §3.3); samples with nothing present stay empty. Rather than redrawing until
+    no sample is empty (a loop whose length the host must read from the device), each sample
+    draws its kept subset S of its n present modalities from the same law in one step:
+    P(S) is proportional to (1 - p)^|S| p^(n - |S|) over the non-empty S.
 
     Args:
         present: (B, M) bool.
@@ -107,13 +128,13 @@ def drop_independent(present: torch.Tensor, p: float) -> torch.Tensor:
     Returns:
         (B, M) bool, a subset of ``present``.
     """
-    seen = present & (torch.rand(present.shape, device=present.device) >= p)
-    redraw = ~seen.any(dim=1) & present.any(dim=1)  # (B,)
-    while redraw.any():
-        keep = torch.rand(present.shape, device=present.device) >= p
-        seen = torch.where(redraw[:, None], present & keep, seen)
-        redraw = ~seen.any(dim=1) & present.any(dim=1)
-    return seen
+    options, inside = _subsets(present)
+    kept = options.sum(dim=1).to(torch.float64)  # (P,)
+    n = present.sum(dim=1, keepdim=True).to(torch.float64)  # (B, 1)
+    weight = (1.0 - p) ** kept * torch.pow(torch.full_like(n, p), n - kept)  # (B, P)
+    allowed = inside & ((kept > 0) | (n == 0))  # (B, P): non-empty, unless nothing is present
+    choice = torch.multinomial(torch.where(allowed, weight, 0.0), 1).squeeze(1)  # (B,)
+    return options[choice]
 
 
 def drop_to_incomplete(present: torch.Tensor) -> torch.Tensor:
@@ -121,6 +142,7 @@ def drop_to_incomplete(present: torch.Tensor) -> torch.Tensor:
 
     MMIN's training masks (methods.md §4.2): with all M present this is uniform over the
     2^M - 2 incomplete patterns. Samples with fewer than two present modalities are unchanged.
+    Drawn for every sample at once, with no host-side test of which samples can change.
 
     Args:
         present: (B, M) bool.
@@ -128,17 +150,10 @@ def drop_to_incomplete(present: torch.Tensor) -> torch.Tensor:
     Returns:
         (B, M) bool, a subset of ``present``.
     """
-    m = present.shape[1]
-    options = torch.tensor(
-        list(itertools.product([False, True], repeat=m))[1:], device=present.device
-    )  # (P, M), every non-empty pattern
-    inside = ~(options[None] & ~present[:, None]).any(dim=-1)  # (B, P)
+    options, inside = _subsets(present)
+    nonempty = options.any(dim=1)  # (P,)
     proper = (options[None] != present[:, None]).any(dim=-1)  # (B, P)
-    allowed = inside & proper  # (B, P)
-    can = allowed.any(dim=1)  # (B,)
-    if not can.any():
-        return present
-    choice = torch.multinomial(allowed[can].float(), 1).squeeze(1)  # (B',)
-    out = present.clone()
-    out[can] = options[choice]
-    return out
+    allowed = inside & proper & nonempty  # (B, P)
+    same = ~proper  # (B, P): the sample's own pattern, drawn when nothing else is allowed
+    weights = torch.where(allowed.any(dim=1, keepdim=True), allowed, same).float()  # (B, P)
+    return options[torch.multinomial(weights, 1).squeeze(1)]

@@ -45,14 +45,17 @@ def task_loss(
 def supervised_loss(out: ModelOutput, batch: Batch, spec: DatasetSpec) -> LossOutput:
     """The plain task loss of a model whose only objective is its prediction."""
     total = task_loss(out.prediction, batch.labels, spec)
-    return LossOutput(total, {"task": total.item()})
+    return LossOutput(total, {"task": total.detach()})
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
-    """Mean of the (B,) ``values`` where the (B,) bool ``mask`` holds; None if it never does."""
-    if not mask.any():
-        return None
-    return values[mask].mean()
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the (B,) ``values`` where the (B,) bool ``mask`` holds; 0 if it never does.
+
+    A masked sum, not ``values[mask]``: indexing by a mask sizes its output by the data, which
+    makes a GPU host wait (docs/benchmarks.md, "gpu").
+    """
+    total = torch.where(mask, values, values.new_zeros(())).sum()
+    return total / mask.sum().clamp(min=1)
 
 
 def present_mean(

@@ -34,10 +34,14 @@ class ModelOutput:
 
 @dataclass
 class LossOutput:
-    """What ``loss`` returns: the scalar to minimise and its named parts (detached, for logs)."""
+    """What ``loss`` returns: the scalar to minimise and its named parts for logs.
+
+    The parts are detached scalar tensors on the model's device, not floats: converting a CUDA
+    tensor to a float waits for the device, and the training loop reads them once per epoch.
+    """
 
     total: torch.Tensor
-    parts: dict[str, float] = field(default_factory=dict)
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

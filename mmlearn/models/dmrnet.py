@@ -252,7 +252,8 @@ class DMRNet(MissingModalityModel):
         kl = gaussian_kl(x["mu"], x["logvar"]).mean()
         hcr = (per_sample * self.miner.is_hard(x["bits"])).sum() / len(per_sample)
         total = task + hp.kl_weight * kl + hp.hcr_weight * hcr
-        return LossOutput(total, {"task": task.item(), "kl": kl.item(), "hcr": hcr.item()})
+        parts = {"task": task, "kl": kl, "hcr": hcr}
+        return LossOutput(total, {k: v.detach() for k, v in parts.items()})
 
     def on_step_end(self, out: ModelOutput, batch: Batch) -> None:
         """Accumulate per-combination variance during the warm-up (training steps only)."""

@@ -168,7 +168,7 @@ class MMIN(MissingModalityModel):
         """Teacher: task loss. Imagination: task + imagination MSE + cycle MSE."""
         task = task_loss(out.prediction, batch.labels, self.spec)
         if self.stage == "teacher":
-            return LossOutput(task, {"task": task.item()})
+            return LossOutput(task, {"task": task.detach()})
         x, hp = out.extras, self.hparams
         present = columns(batch, batch.present)
         has_target = torch.cat(
@@ -178,5 +178,5 @@ class MMIN(MissingModalityModel):
         imagination = squared.sum() / has_target.sum().clamp(min=1)
         cycle = (x["z"].detach() - x["cycle"]).pow(2).mean()
         total = task + hp.mse_weight * imagination + hp.cycle_weight * cycle
-        parts = {"task": task.item(), "imagination": imagination.item(), "cycle": cycle.item()}
-        return LossOutput(total, parts)
+        parts = {"task": task, "imagination": imagination, "cycle": cycle}
+        return LossOutput(total, {k: v.detach() for k, v in parts.items()})

@@ -7,7 +7,7 @@ completed features. The reconstruction losses R_m are weighted by beta_m, which 
 ``RelativeAdvantageWeighter`` moves towards modalities that reconstruct worse than average.
 
 Official bugs are fixed unconditionally: the weighter guards on n_m = 0 instead of R_m == 0
-(0/0 = NaN in the official code) and keeps its EMA as plain floats (the official EMA holds the
+(0/0 = NaN in the official code) and keeps its EMA detached (the official EMA holds the
 autograd graph of every step). Behaviours that are design choices default to the fixed form,
 and flags restore the official one: ``kl_half=False`` (KL without its ½),
 ``detach_target=False`` (reconstruction target not detached), ``stochastic_eval=True``
@@ -37,7 +37,6 @@ differ through its moment estimates when clipping is active.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -139,12 +138,16 @@ class RedCoreHParams(CodeBaseHParams):
 class RelativeAdvantageWeighter(nn.Module):
     """The outer update of RedCore's bi-level optimisation (methods.md §1.6).
 
-    Per training step, with R_m the reconstruction loss of modality m (None when no sample of
-    the batch has m): ``Lbar_m <- (1 - rho) Lbar_m + rho R_m`` (unchanged when R_m is None),
+    Per training step, with R_m the reconstruction loss of modality m (absent when no sample of
+    the batch has m): ``Lbar_m <- (1 - rho) Lbar_m + rho R_m`` (unchanged when R_m is absent),
     ``ra_m = (mean(Lbar) - Lbar_m) / mean(Lbar)``; at steps t with ``t % growth_every == 0``
     (t = 0 included) ``eta <- eta * growth``; at steps with ``t % interval == 0``
     ``beta <- normalise(max(floor, beta - eta * ra))``. beta starts at 1 (not normalised).
-    Everything is held as floats and checkpointed through ``get_extra_state``.
+
+    EMA, advantage and beta are float64 tensors on the device of the losses, updated with
+    tensor operations only: the update never waits for the device (on a GPU a float read per
+    step would stall the host every step). eta and the step count are host numbers, because
+    they depend on the step only. Everything is checkpointed through ``get_extra_state``.
 
     Args:
         modalities: modality names, in order.
@@ -172,52 +175,54 @@ class RelativeAdvantageWeighter(nn.Module):
         self.interval, self.floor = interval, floor
         self.eta = eta
         self.step = 0
-        self.ema = [0.0] * len(self.modalities)
-        self.beta = [1.0] * len(self.modalities)
-        self.advantage = [0.0] * len(self.modalities)
+        m = len(self.modalities)
+        self.ema = torch.zeros(m, dtype=torch.float64)  # (M,)
+        self.beta = torch.ones(m, dtype=torch.float64)  # (M,)
+        self.advantage = torch.zeros(m, dtype=torch.float64)  # (M,)
 
-    def weights(self) -> dict[str, float]:
-        """The current beta per modality."""
-        return dict(zip(self.modalities, self.beta, strict=True))
+    def weights(self) -> torch.Tensor:
+        """The current beta, (M,) in the order of ``modalities``."""
+        return self.beta
 
-    def update(self, losses: Mapping[str, float | None]) -> None:
+    def update(self, losses: torch.Tensor, has: torch.Tensor) -> None:
         """One step of the EMA, relative advantage, eta growth and (every interval) beta.
 
         Args:
-            losses: modality -> this step's reconstruction loss, None if m had no sample.
+            losses: (M,) this step's reconstruction loss per modality (ignored where not has).
+            has: (M,) bool, whether the step had a sample of the modality.
         """
-        for i, name in enumerate(self.modalities):
-            value = losses[name]
-            new = self.ema[i] if value is None else float(value)
-            self.ema[i] = (1.0 - self.rho) * self.ema[i] + self.rho * new
-        mean = sum(self.ema) / len(self.ema)
-        self.advantage = [(mean - e) / mean if mean > 0 else 0.0 for e in self.ema]
+        if self.ema.device != losses.device:
+            self.ema, self.beta, self.advantage = (
+                t.to(losses.device) for t in (self.ema, self.beta, self.advantage)
+            )
+        new = torch.where(has, losses.detach().to(torch.float64), self.ema)  # (M,)
+        self.ema = (1.0 - self.rho) * self.ema + self.rho * new
+        mean = self.ema.mean()
+        self.advantage = torch.where(
+            mean > 0, (mean - self.ema) / mean.clamp(min=torch.finfo(torch.float64).tiny), 0.0
+        )
         if self.step % self.growth_every == 0:
             self.eta *= self.growth
         if self.step % self.interval == 0:
-            clipped = [
-                max(self.floor, b - self.eta * a)
-                for b, a in zip(self.beta, self.advantage, strict=True)
-            ]
-            norm = math.sqrt(sum(b * b for b in clipped))
-            self.beta = [b / norm for b in clipped]
+            clipped = (self.beta - self.eta * self.advantage).clamp(min=self.floor)
+            self.beta = clipped / clipped.norm()
         self.step += 1
 
     def get_extra_state(self) -> dict[str, Any]:
-        """The mutable state: EMA, beta, advantage, eta and step."""
+        """The mutable state: EMA, beta, advantage (as lists of floats), eta and step."""
         return {
-            "ema": list(self.ema),
-            "beta": list(self.beta),
-            "advantage": list(self.advantage),
+            "ema": self.ema.tolist(),
+            "beta": self.beta.tolist(),
+            "advantage": self.advantage.tolist(),
             "eta": self.eta,
             "step": self.step,
         }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         """Restore what ``get_extra_state`` returned."""
-        self.ema = [float(v) for v in state["ema"]]
-        self.beta = [float(v) for v in state["beta"]]
-        self.advantage = [float(v) for v in state["advantage"]]
+        device = self.ema.device
+        for name in ("ema", "beta", "advantage"):
+            setattr(self, name, torch.tensor(state[name], dtype=torch.float64, device=device))
         self.eta = float(state["eta"])
         self.step = int(state["step"])
 
@@ -226,8 +231,11 @@ def reconstruction_errors(
     generated: Mapping[str, torch.Tensor],
     target: Mapping[str, torch.Tensor],
     present: Mapping[str, torch.Tensor],
-) -> dict[str, torch.Tensor | None]:
-    """R_m = (1 / n_m) sum over present samples of ||gen_m - z_m||² (None when n_m = 0).
+) -> dict[str, torch.Tensor]:
+    """R_m = (1 / n_m) sum over present samples of ||gen_m - z_m||² (0 when n_m = 0).
+
+    Masked sums rather than boolean indexing: indexing by a mask has a data-dependent shape,
+    which makes a GPU wait for the mask's count.
 
     Args:
         generated: name -> (B, E) generator outputs.
@@ -235,39 +243,37 @@ def reconstruction_errors(
         present: name -> (B,) bool.
 
     Returns:
-        name -> scalar, or None where the modality has no sample in the batch.
+        name -> scalar; 0 where the modality has no sample in the batch.
     """
-    out: dict[str, torch.Tensor | None] = {}
+    out: dict[str, torch.Tensor] = {}
     for name, gen in generated.items():
-        keep = present[name]
-        n = int(keep.sum())
-        out[name] = (gen[keep] - target[name][keep]).pow(2).sum() / n if n else None
+        keep = present[name]  # (B,)
+        squared = (gen - target[name]).pow(2).sum(dim=-1)  # (B,)
+        total = torch.where(keep, squared, squared.new_zeros(())).sum()
+        out[name] = total / keep.sum().clamp(min=1)
     return out
 
 
 def global_errors(
-    errors: Mapping[str, torch.Tensor | None], present: Mapping[str, torch.Tensor]
-) -> dict[str, float | None]:
-    """Each R_m over the global batch, as floats: what the weighter is updated with.
+    errors: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each R_m over the global batch: what the weighter is updated with.
 
     Under data parallelism every rank holds R_m of its own batch; the global R_m weights them
-    by the ranks' present counts n_m, so every rank applies the same update. It is None where
-    no rank has a sample of m (one rank alone: its own R_m).
+    by the ranks' present counts n_m, so every rank applies the same update. A modality has a
+    global R_m where some rank has a sample of it (one rank alone: its own R_m).
 
     Args:
-        errors: name -> scalar R_m of this rank, or None where n_m = 0 here.
+        errors: name -> scalar R_m of this rank (ignored where n_m = 0 here).
         present: name -> (B,) bool.
+
+    Returns:
+        (M,) float global R_m, and (M,) bool whether any rank had a sample of m.
     """
     names = list(errors)
-    device = present[names[0]].device
-    values = torch.stack(
-        [
-            torch.zeros((), device=device) if r is None else r.detach().float()
-            for r in errors.values()
-        ]
-    )  # (M,)
+    values = torch.stack([errors[m].detach().float() for m in names])  # (M,)
     counts = torch.stack([present[m].sum() for m in names])  # (M,)
-    return dict(zip(names, global_means(values, counts), strict=True))
+    return global_means(values, counts)
 
 
 def vib_kl(
@@ -281,7 +287,8 @@ def vib_kl(
         present: (B,) bool.
         half: include the ½ of the true KL.
     """
-    return gaussian_kl(mu, logvar, half)[present].sum() / len(present)
+    kl = gaussian_kl(mu, logvar, half)  # (B,)
+    return torch.where(present, kl, kl.new_zeros(())).sum() / len(present)
 
 
 @register("redcore", RedCoreHParams)
@@ -351,7 +358,7 @@ class RedCore(MissingModalityModel):
     def loss(self, out: ModelOutput, batch: Batch) -> LossOutput:
         """§1.5: task + unimodal task + KL + w_mse * sum_m beta_m R_m.
 
-        In training, the weighter first takes this step's R_m (as detached floats, over the
+        In training, the weighter first takes this step's R_m (detached, over the
         global batch under data parallelism), so beta is the one the official code uses in the
         same step (§1.6: update, then weight).
         """
@@ -359,26 +366,24 @@ class RedCore(MissingModalityModel):
         x = out.extras
         errors = self._reconstruction(out)
         if self.training:
-            self.weighter.update(global_errors(errors, x["present"]))
-        beta = self.weighter.weights()
+            self.weighter.update(*global_errors(errors, x["present"]))
+        beta = self.weighter.weights()  # (M,)
         total = task_loss(out.prediction, batch.labels, self.spec)
         terms = {"task": total}
-        for m, r in errors.items():
+        for i, (m, r) in enumerate(errors.items()):
             task_m = task_loss(x["unimodal"][m], batch.labels, self.spec)
             kl_m = hp.kl_weight * vib_kl(x["mu"][m], x["logvar"][m], x["present"][m], hp.kl_half)
-            total = total + task_m + kl_m
-            terms |= {f"task/{m}": task_m, f"kl/{m}": kl_m}
-            if r is not None:
-                total = total + hp.recon_weight * beta[m] * r
-                terms[f"recon/{m}"] = r
-        values = torch.stack([t.detach().float() for t in terms.values()]).tolist()  # one sync
-        return LossOutput(total, dict(zip(terms, values, strict=True)))
+            recon_m = hp.recon_weight * beta[i].to(r.dtype) * r  # 0 where m has no sample
+            total = total + task_m + kl_m + recon_m
+            terms |= {f"task/{m}": task_m, f"kl/{m}": kl_m, f"recon/{m}": r}
+        return LossOutput(total, {name: t.detach() for name, t in terms.items()})
 
     def internals(self) -> dict[str, float]:
         """beta and relative advantage per modality, and the current eta."""
         w = self.weighter
-        out = {f"beta/{m}": b for m, b in zip(w.modalities, w.beta, strict=True)}
-        out |= {f"advantage/{m}": a for m, a in zip(w.modalities, w.advantage, strict=True)}
+        beta, advantage = w.beta.tolist(), w.advantage.tolist()
+        out = {f"beta/{m}": b for m, b in zip(w.modalities, beta, strict=True)}
+        out |= {f"advantage/{m}": a for m, a in zip(w.modalities, advantage, strict=True)}
         return out | {"eta": w.eta}
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:

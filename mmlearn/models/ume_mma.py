@@ -84,13 +84,11 @@ def unimodal_losses(
     labels: torch.Tensor,
     spec: DatasetSpec,
 ) -> dict[str, torch.Tensor]:
-    """Each modality's task loss averaged over the samples that see it (absent ones skipped)."""
+    """Each modality's task loss averaged over the samples that see it (0 when none does)."""
     out = {}
     for m, raw in logits.items():
         per_sample = task_loss(as_prediction(raw, spec), labels, spec, reduction="none")
-        mean = masked_mean(per_sample, seen[m])
-        if mean is not None:
-            out[m] = mean
+        out[m] = masked_mean(per_sample, seen[m])
     return out
 
 
@@ -126,7 +124,7 @@ class UnimodalEnsemble(MissingModalityModel):
         """Sum over modalities of each one's task loss on the samples where it is present."""
         parts = unimodal_losses(out.extras["logits"], out.extras["seen"], batch.labels, self.spec)
         total = sum(parts.values(), out.prediction.new_zeros(()))
-        return LossOutput(total, {f"task/{m}": v.item() for m, v in parts.items()})
+        return LossOutput(total, {f"task/{m}": v.detach() for m, v in parts.items()})
 
 
 @register("ume_mma", UMEMMAHParams)
@@ -152,7 +150,7 @@ class UMEMMA(UnimodalEnsemble):
         parts = unimodal_losses(out.extras["logits"], out.extras["seen"], batch.labels, self.spec)
         total = fused + self.hparams.unimodal_weight * sum(parts.values(), fused.new_zeros(()))
         return LossOutput(
-            total, {"task": fused.item()} | {f"task/{m}": v.item() for m, v in parts.items()}
+            total, {"task": fused.detach()} | {f"task/{m}": v.detach() for m, v in parts.items()}
         )
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:

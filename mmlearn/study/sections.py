@@ -7,6 +7,7 @@ Every section checks itself (types, ranges, names); rules that span sections are
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -335,6 +336,46 @@ class ResourcesSpec(Section):
             )
         raise_problems("resources", problems)
         return self
+
+    @property
+    def trials_per_gpu(self) -> int:
+        """One-worker trials that share one GPU at once (1 for trials of whole GPUs, 0 without).
+
+        Ray places a trial of g < 1 GPU on a GPU that has g left, so floor(1 / g) share one.
+        """
+        if self.gpus_per_worker == 0:
+            return 0
+        if self.gpus_per_worker >= 1:
+            return 1
+        return math.floor(1 / self.gpus_per_worker + 1e-9)
+
+    def trials_per_node(self, cpus: float, gpus: float) -> int:
+        """Trials at once on a node of ``cpus`` CPUs and ``gpus`` GPUs (whole workers per trial).
+
+        Multi-worker trials may also span nodes; this counts the ones a node holds alone.
+        """
+        by_cpu = math.floor(cpus / self.cpus_per_worker + 1e-9)
+        workers = by_cpu
+        if self.gpus_per_worker:
+            workers = min(by_cpu, math.floor(gpus / self.gpus_per_worker + 1e-9))
+        return workers // self.workers
+
+    def packing(self) -> str:
+        """How trials share GPUs, in words: per GPU, and per GPU node."""
+        cpus = self.cpus_per_worker * self.workers
+        if self.gpus_per_worker == 0:
+            return f"no GPU; a node runs its CPUs / {cpus:g} trials at once"
+        if self.trials_per_gpu > 1:
+            return (
+                f"{self.trials_per_gpu} trials share a GPU ({self.gpus_per_worker:g} GPU each); "
+                f"a GPU node runs min({self.trials_per_gpu} x its GPUs, its CPUs / {cpus:g}) "
+                "trials at once"
+            )
+        gpus = self.gpus_per_worker * self.workers
+        return (
+            f"{gpus:g} GPU(s) per trial; a GPU node runs min(its GPUs / {gpus:g}, its CPUs / "
+            f"{cpus:g}) trials at once"
+        )
 
 
 class FinalSpec(Section):

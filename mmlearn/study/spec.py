@@ -295,5 +295,6 @@ class StudySpec(Section):
                 f"{self.final.seeds} seed{'' if self.final.seeds == 1 else 's'}",
                 f"  resources  {r.workers} worker(s) x ({r.cpus_per_worker:g} CPU, "
                 f"{r.gpus_per_worker:g} GPU) per trial, {r.max_concurrent_trials} trial(s) at once",
+                f"  packing    {r.packing()}",
             ]
         )

@@ -90,6 +90,26 @@ def limit_threads(cpus: float) -> None:
     torch.set_num_threads(threads)
 
 
+def use_assigned_resources(default_cpus: float) -> tuple[float, list[str]]:
+    """Take the threads and the CUDA device of what Ray gave this process.
+
+    Threads follow the CPUs Ray assigned (``default_cpus`` outside a Ray worker). Ray sets
+    ``CUDA_VISIBLE_DEVICES`` to the GPUs it assigned, a trial of a fraction of a GPU included,
+    so the first visible device is the trial's; a Ray Train worker's is the one Train picked.
+
+    Returns:
+        The CPUs and the GPU ids Ray assigned.
+    """
+    assigned = ray.get_runtime_context().get_assigned_resources() if ray.is_initialized() else {}
+    cpus = assigned.get("CPU", default_cpus)
+    limit_threads(cpus)
+    gpus = [str(g) for g in ray.get_gpu_ids()] if ray.is_initialized() else []
+    if gpus and torch.cuda.is_available():
+        train_worker = current_world().world_size > 1
+        torch.cuda.set_device(ray.train.torch.get_device() if train_worker else 0)
+    return cpus, gpus
+
+
 def epoch_metrics(report: Mapping[str, Any]) -> dict[str, Any]:
     """What a trial reports to Tune of one epoch report of ``fit``."""
     return {
@@ -169,7 +189,7 @@ def train_loop(config: Mapping[str, Any], setup: TrialSetup, session: Any) -> No
         session: ``ray.tune`` in-process, ``ray.train`` on a Train worker: the module whose
             ``report`` and ``get_checkpoint`` this run uses.
     """
-    limit_threads(setup.cpus)
+    use_assigned_resources(setup.cpus)
     cell = setup.cells[config["cell"]]
     final = config["phase"] == "final"
     values = worst_case.without_rates(config["values"])

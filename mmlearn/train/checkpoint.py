@@ -5,7 +5,8 @@ Layout of one checkpoint directory (every rank calls ``save_checkpoint`` with th
     progress.json        epochs done, selection state, history of epoch reports (rank 0)
     deepspeed/           DeepSpeed's own checkpoint: module state_dict (with the model's extra
                          state, e.g. RedCore's weighter), optimizer, LR scheduler, step count
-    rng-rank<r>.pt       the RNG states of rank r (python, numpy, torch, CUDA)
+    rng-rank<r>.pt       the RNG states of rank r (python, numpy, torch, and the
+                         generator of the rank's current CUDA device only)
     best.pt              state_dict of the best epoch so far (rank 0)
 
 Resuming needs the same world size: ZeRO partitions the optimizer state by rank.
@@ -58,23 +59,43 @@ class Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _rng_state() -> dict[str, Any]:
+def device_generator() -> torch.Generator | None:
+    """The default RNG of this process's current CUDA device, or None without CUDA.
+
+    A rank trains on one device, whose index depends on the placement (Ray hands a trial a
+    ``CUDA_VISIBLE_DEVICES`` of its own, torchrun one device of several), so checkpoints hold
+    this generator's state only. Saving every visible device's state, as
+    ``torch.cuda.get_rng_state_all`` does, restores another GPU's stream under another
+    placement and fails with an IndexError on a node with fewer visible GPUs.
+    """
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.default_generators[torch.cuda.current_device()]
+
+
+def _rng_state(device: torch.Generator | None) -> dict[str, Any]:
+    """This process's RNG states, with ``device``'s (its current CUDA device's) if given."""
     state = {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None:
+        state["device"] = device.get_state()
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def _set_rng_state(state: dict[str, Any], device: torch.Generator | None) -> None:
+    """Restore what ``_rng_state`` saved; a device state goes to ``device``.
+
+    A checkpoint written without a device state leaves ``device`` as seeded; one written on a
+    GPU restores on a CPU without its device state.
+    """
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if device is not None and "device" in state:
+        device.set_state(state["device"])
 
 
 def _barrier() -> None:
@@ -100,7 +121,7 @@ def save_checkpoint(
     rank = current_world().rank
     path.mkdir(parents=True, exist_ok=True)
     engine.save_checkpoint(str(path / _DEEPSPEED), tag=_TAG)
-    torch.save(_rng_state(), path / f"rng-rank{rank}.pt")
+    torch.save(_rng_state(device_generator()), path / f"rng-rank{rank}.pt")
     if rank == 0:
         torch.save(best_state, path / BEST)
         record = {"format": _FORMAT, **dataclasses.asdict(progress)}
@@ -145,7 +166,7 @@ def load_checkpoint(path: str | Path, engine: DeepSpeedEngine) -> dict[str, Any]
     rng_file = path / f"rng-rank{rank}.pt"
     if not rng_file.is_file():
         raise DataError(f"{rng_file} is missing; was the checkpoint written by fewer ranks?")
-    _set_rng_state(torch.load(rng_file, weights_only=False))
+    _set_rng_state(torch.load(rng_file, weights_only=False), device_generator())
     return load_best_state(path)
 
 

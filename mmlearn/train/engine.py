@@ -40,7 +40,7 @@ from mmlearn.train.checkpoint import Progress, load_checkpoint, read_progress, s
 from mmlearn.train.config import TrainConfig
 from mmlearn.train.distributed import World, process_group
 from mmlearn.train.evaluation import evaluate
-from mmlearn.train.placement import model_placement, to_model
+from mmlearn.train.placement import model_placement, on_device
 from mmlearn.train.schedule import StageSpan, StepwiseLR, stage_spans
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,13 @@ def _deepspeed_config(config: TrainConfig, world: World) -> dict[str, Any]:
     (``deepspeed/runtime/engine.py``, ``_cast_module_mixed_precision``), and a batch norm whose
     weight is bf16 but whose running statistics stay fp32 fails in ``F.batch_norm`` ("expected
     scalar type BFloat16 but found Float"). Older releases cast the whole module, as this does.
+
+    Nothing in it may wait for the device during a step (docs/benchmarks.md, "gpu"): the
+    throughput timer is on by default and synchronises the device at every forward and step
+    (deepspeed/utils/config.py, ``timers.throughput``), so it is off. With bf16 at ZeRO >= 1
+    the ZeRO optimizer's gradient overflow check reads a flag per step; the loop already stops
+    on a non-finite loss, so it is off too (``bf16.check_grad_overflow``; ZeRO 0 has no such
+    option: there DeepSpeed's unfused bf16 wrapper tests every gradient tensor on the host).
     """
     bf16 = config.precision == "bf16"
     return {
@@ -157,8 +164,9 @@ def _deepspeed_config(config: TrainConfig, world: World) -> dict[str, Any]:
         "train_batch_size": config.batch_size * world.world_size,
         "gradient_clipping": config.grad_clip,
         "zero_optimization": {"stage": config.zero_stage},
-        "bf16": {"enabled": bf16},
+        "bf16": {"enabled": bf16, "check_grad_overflow": False},
         "data_types": {"buffer_dtype": "bf16" if bf16 else None},
+        "timers": {"throughput": {"enabled": False}},
         "steps_per_print": 2**31 - 1,
         "wall_clock_breakdown": False,
     }
@@ -350,32 +358,37 @@ class _FitRun:
         }
 
     def _train_epoch(self, epoch: int, span: StageSpan) -> dict[str, float]:
-        """One epoch of steps; returns this rank's mean loss and loss parts."""
+        """One epoch of steps; returns this rank's mean loss and loss parts.
+
+        A step reads one number back from the device (the finite check); the loss and its
+        parts are summed on the device and read once per epoch.
+        """
         engine = self.engine
         assert engine is not None
         device, dtype = model_placement(self.model)
         engine.train()
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
         steps = 0
-        for step, batch in enumerate(self.loader.train(self.protocol, epoch)):
-            batch = to_model(batch, device, dtype)
+        batches = on_device(self.loader.train(self.protocol, epoch), device, dtype)
+        for step, batch in enumerate(batches):
             out = engine(batch)
             loss: LossOutput = self.model.loss(out, batch)
             self._check_finite(loss, epoch, step, span)
             engine.backward(loss.total)
             engine.step()
             self.model.on_step_end(out, batch)
-            for name, value in {"loss": loss.total.item(), **loss.parts}.items():
-                sums[name] = sums.get(name, 0.0) + float(value)
+            for name, value in {"loss": loss.total.detach(), **loss.parts}.items():
+                sums[name] = sums[name] + value.float() if name in sums else value.float()
             steps += 1
-        return {name: total / steps for name, total in sums.items()}
+        means = (torch.stack(list(sums.values())) / steps).tolist()  # the epoch's one read
+        return dict(zip(sums, means, strict=True))
 
     def _check_finite(self, loss: LossOutput, epoch: int, step: int, span: StageSpan) -> None:
         """Raise on every rank if the loss is not finite on any rank (so no rank hangs)."""
         bad = (~torch.isfinite(loss.total.detach())).float().reshape(1)  # (1,)
         if self.world.world_size > 1:
             dist.all_reduce(bad)
-        if bad.item() > 0:
+        if bad.item() > 0:  # the step's one read from the device
             value = loss.total.item()
             where = "" if not math.isfinite(value) else " on another rank"
             raise NonFiniteLossError(

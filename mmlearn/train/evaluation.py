@@ -14,7 +14,7 @@ from mmlearn.data.store import StoreSplit
 from mmlearn.metrics.patterns import PatternCounts
 from mmlearn.models.base import MissingModalityModel
 from mmlearn.train.distributed import current_world
-from mmlearn.train.placement import model_placement, to_model
+from mmlearn.train.placement import model_placement, on_device
 
 
 @torch.no_grad()
@@ -50,8 +50,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        for batch in loader.evaluate(patterns):
-            batch = to_model(batch, device, dtype)
+        for batch in on_device(loader.evaluate(patterns), device, dtype):
             prediction = model(batch).prediction.float()  # (B, C) or (B,)
             counts.update(prediction, batch.labels, batch.pattern)
     finally:

@@ -152,7 +152,7 @@ def test_each_broken_rule_fails_in_one_line(
     assert expected in problem(edited(tmp_path, source, old, new))
 
 
-def quickstart_with(tmp_path: Path, workers: int, cpus: int, gpus: int) -> Path:
+def quickstart_with(tmp_path: Path, workers: int, cpus: float, gpus: float) -> Path:
     """studies/quickstart.yaml with other resources per trial."""
     return edited(
         tmp_path,
@@ -258,3 +258,15 @@ def test_submit_runs_the_study_of_the_synced_repository(tmp_path: Path) -> None:
     ran = submit(tmp_path, "broken", **cluster)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == f"{tmp_path}/mmlearn auto study run {studies}/broken.yaml\n"
+
+
+def test_fractional_gpus_are_packed_per_gpu_and_per_node(tmp_path: Path) -> None:
+    study = quickstart_with(tmp_path, workers=1, cpus=2, gpus=0.25)
+    spec = load_study(study)
+    assert (
+        "  packing    4 trials share a GPU (0.25 GPU each); a GPU node runs "
+        "min(4 x its GPUs, its CPUs / 2) trials at once"
+    ) in spec.summary()
+    # gpu_1x: 8 CPUs hold 4, 1 GPU holds 4; gpu_4x: 48 CPUs hold 24, 4 GPUs hold 16.
+    summary = check_clusters([GPU], [study])
+    assert "trials at once: 4 per GPU, per gpu_1x node 4, per gpu_4x node 16" in summary

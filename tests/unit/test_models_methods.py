@@ -130,6 +130,18 @@ def test_drop_independent_keeps_a_present_modality() -> None:
     assert 0.3 < dropped < 0.6  # p = 0.6, lowered by the redraw of empty rows
 
 
+def test_drop_independent_draws_the_law_of_redrawing_empty_rows() -> None:
+    # Two present modalities, p = 0.5: {a, b}, {a}, {b} each 0.25 before the redraw, and the
+    # redraw of the empty 0.25 spreads it evenly, so each kept subset has probability 1/3.
+    torch.manual_seed(0)
+    present = torch.tensor([[True, True, False]] * 6000 + [[False] * 3] * 3)
+    seen = drop_independent(present, 0.5)
+    counts = Counter(pattern_bits(seen[:6000]).tolist())
+    assert set(counts) == {1, 2, 3}
+    assert all(abs(c / 6000 - 1 / 3) < 0.02 for c in counts.values())
+    assert not seen[6000:].any()  # nothing present stays empty
+
+
 def test_ume_mma_stages_drop_and_learning_rates() -> None:
     model = build("ume_mma", p_drop=0.5, encoder_lr_scale=0.1)
     assert isinstance(model, UMEMMA)

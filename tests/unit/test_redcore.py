@@ -32,8 +32,13 @@ def weighter(**kw: float) -> RelativeAdvantageWeighter:
     return RelativeAdvantageWeighter(MODS, **(args | kw))  # type: ignore[arg-type]
 
 
-def losses(a: float | None, b: float | None, c: float | None) -> dict[str, float | None]:
-    return dict(zip(MODS, (a, b, c), strict=True))
+def losses(a: float | None, b: float | None, c: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weighter's arguments: (M,) losses and (M,) whether each modality had a sample."""
+    values = (a, b, c)
+    return (
+        torch.tensor([float("nan") if v is None else v for v in values]),
+        torch.tensor([v is not None for v in values]),
+    )
 
 
 def tiny_redcore(**kw: object) -> RedCore:
@@ -45,14 +50,14 @@ def tiny_redcore(**kw: object) -> RedCore:
 
 def test_first_step_ema_advantage_eta_and_beta() -> None:
     w = weighter()
-    w.update(losses(1.0, 2.0, 3.0))
+    w.update(*losses(1.0, 2.0, 3.0))
     # EMA from 0 with rho = 0.5: [0.5, 1.0, 1.5]; mean 1.0; ra = (1 - L) / 1.
-    assert w.ema == pytest.approx([0.5, 1.0, 1.5])
-    assert w.advantage == pytest.approx([0.5, 0.0, -0.5])
+    assert w.ema.tolist() == pytest.approx([0.5, 1.0, 1.5])
+    assert w.advantage.tolist() == pytest.approx([0.5, 0.0, -0.5])
     # t = 0 grows eta before the update: 0.1 * 2 = 0.2; beta = 1 - 0.2 * ra, then L2-normalised.
     assert w.eta == pytest.approx(0.2)
     norm = math.sqrt(0.9**2 + 1.0**2 + 1.1**2)
-    assert w.beta == pytest.approx([0.9 / norm, 1.0 / norm, 1.1 / norm])
+    assert w.beta.tolist() == pytest.approx([0.9 / norm, 1.0 / norm, 1.1 / norm])
     assert w.step == 1
 
 
@@ -64,28 +69,30 @@ def unit(v: list[float]) -> list[float]:
 def test_four_steps_by_hand_with_an_absent_modality_and_eta_growth() -> None:
     w = weighter(interval=1, growth_every=2)  # rho 0.5, eta 0.1 doubling at t = 0 and 2
     # t = 0: EMA (.5, 1, 1.5), mean 1, ra (.5, 0, -.5); eta 0.2; beta = unit(1 - 0.2 ra).
-    w.update(losses(1.0, 2.0, 3.0))
+    w.update(*losses(1.0, 2.0, 3.0))
     b0 = unit([0.9, 1.0, 1.1])
-    assert w.beta == pytest.approx(b0)
+    assert w.beta.tolist() == pytest.approx(b0)
     # t = 1: EMA (1.75, 1.5, 1.25), mean 1.5, ra (-1/6, 0, 1/6); eta stays 0.2.
-    w.update(losses(3.0, 2.0, 1.0))
-    assert w.ema == pytest.approx([1.75, 1.5, 1.25])
-    assert w.advantage == pytest.approx([-1 / 6, 0.0, 1 / 6])
+    w.update(*losses(3.0, 2.0, 1.0))
+    assert w.ema.tolist() == pytest.approx([1.75, 1.5, 1.25])
+    assert w.advantage.tolist() == pytest.approx([-1 / 6, 0.0, 1 / 6])
     b1 = unit([b0[0] + 0.2 / 6, b0[1], b0[2] - 0.2 / 6])
-    assert w.eta == pytest.approx(0.2) and w.beta == pytest.approx(b1)
+    assert w.eta == pytest.approx(0.2) and w.beta.tolist() == pytest.approx(b1)
     # t = 2: the first modality is absent (its EMA stays 1.75); EMA (1.75, 2.75, 1.125),
     # mean 5.625 / 3 = 1.875, ra (1/15, -7/15, 6/15); eta doubles to 0.4.
-    w.update(losses(None, 4.0, 1.0))
-    assert w.ema == pytest.approx([1.75, 2.75, 1.125])
-    assert w.advantage == pytest.approx([1 / 15, -7 / 15, 6 / 15])
+    w.update(*losses(None, 4.0, 1.0))
+    assert w.ema.tolist() == pytest.approx([1.75, 2.75, 1.125])
+    assert w.advantage.tolist() == pytest.approx([1 / 15, -7 / 15, 6 / 15])
     b2 = unit([b1[0] - 0.4 / 15, b1[1] + 0.4 * 7 / 15, b1[2] - 0.4 * 6 / 15])
-    assert w.eta == pytest.approx(0.4) and w.beta == pytest.approx(b2)
+    assert w.eta == pytest.approx(0.4) and w.beta.tolist() == pytest.approx(b2)
     # t = 3: EMA (1.875, 2.75, 3.0625), mean 7.6875 / 3 = 2.5625; eta stays 0.4.
-    w.update(losses(2.0, None, 5.0))
-    assert w.ema == pytest.approx([1.875, 2.75, 3.0625])
+    w.update(*losses(2.0, None, 5.0))
+    assert w.ema.tolist() == pytest.approx([1.875, 2.75, 3.0625])
     ra = [(2.5625 - e) / 2.5625 for e in (1.875, 2.75, 3.0625)]
-    assert w.advantage == pytest.approx(ra)
-    assert w.beta == pytest.approx(unit([b - 0.4 * a for b, a in zip(b2, ra, strict=True)]))
+    assert w.advantage.tolist() == pytest.approx(ra)
+    assert w.beta.tolist() == pytest.approx(
+        unit([b - 0.4 * a for b, a in zip(b2, ra, strict=True)])
+    )
     assert w.step == 4
 
 
@@ -93,8 +100,8 @@ def test_beta_updates_every_interval_steps_only() -> None:
     w = weighter(interval=3)
     seen = []
     for t in range(7):
-        w.update(losses(1.0 + t, 2.0, 3.0 * (t + 1)))
-        seen.append(list(w.beta))
+        w.update(*losses(1.0 + t, 2.0, 3.0 * (t + 1)))
+        seen.append(list(w.beta.tolist()))
     changed = [t for t in range(1, 7) if seen[t] != seen[t - 1]]
     assert changed == [3, 6]
 
@@ -102,35 +109,34 @@ def test_beta_updates_every_interval_steps_only() -> None:
 def test_eta_grows_at_step_zero_and_every_500_steps() -> None:
     w = weighter(eta=0.1, growth=1.5)
     for _ in range(500):
-        w.update(losses(1.0, 2.0, 3.0))
+        w.update(*losses(1.0, 2.0, 3.0))
     assert w.eta == pytest.approx(0.1 * 1.5)  # t = 0 only
-    w.update(losses(1.0, 2.0, 3.0))
+    w.update(*losses(1.0, 2.0, 3.0))
     assert w.eta == pytest.approx(0.1 * 1.5**2)  # t = 500
 
 
 def test_beta_is_clipped_at_floor_before_normalising() -> None:
     w = weighter(eta=4.0, growth=1.0)
-    w.update(losses(1.0, 2.0, 3.0))  # ra = [0.5, 0, -0.5]; beta - 4 ra = [-1, 1, 3]
+    w.update(*losses(1.0, 2.0, 3.0))  # ra = [0.5, 0, -0.5]; beta - 4 ra = [-1, 1, 3]
     norm = math.sqrt(0.1**2 + 1.0 + 3.0**2)
-    assert w.beta == pytest.approx([0.1 / norm, 1.0 / norm, 3.0 / norm])
+    assert w.beta.tolist() == pytest.approx([0.1 / norm, 1.0 / norm, 3.0 / norm])
 
 
 def test_absent_modality_keeps_its_ema_and_nothing_becomes_nan() -> None:
     w = weighter()
-    w.update(losses(None, None, None))  # n_m = 0 everywhere: EMA stays 0, ra defined as 0
-    assert w.ema == [0.0, 0.0, 0.0] and w.advantage == [0.0, 0.0, 0.0]
-    assert w.beta == pytest.approx([1 / math.sqrt(3)] * 3)
-    w.update(losses(1.0, 2.0, 3.0))
-    w.update(losses(None, 2.0, 3.0))
-    assert w.ema[0] == pytest.approx(0.5)  # (1 - rho) * 0.5 + rho * 0.5
-    assert all(math.isfinite(v) for v in w.ema + w.beta + w.advantage)
+    w.update(*losses(None, None, None))  # n_m = 0 everywhere: EMA stays 0, ra defined as 0
+    assert w.ema.tolist() == [0.0, 0.0, 0.0] and w.advantage.tolist() == [0.0, 0.0, 0.0]
+    assert w.beta.tolist() == pytest.approx([1 / math.sqrt(3)] * 3)
+    w.update(*losses(1.0, 2.0, 3.0))
+    w.update(*losses(None, 2.0, 3.0))
+    assert w.ema.tolist()[0] == pytest.approx(0.5)  # (1 - rho) * 0.5 + rho * 0.5
+    assert all(math.isfinite(v) for v in w.ema.tolist() + w.beta.tolist() + w.advantage.tolist())
 
 
 def test_weighter_state_round_trips_through_the_model_state_dict() -> None:
     model = tiny_redcore()
-    names = model.spec.names
     for values in ((1.0, 2.0, 3.0), (None, 1.0, 4.0)):
-        model.weighter.update(dict(zip(names, values, strict=True)))
+        model.weighter.update(*losses(*values))
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     buffer.seek(0)
@@ -140,7 +146,7 @@ def test_weighter_state_round_trips_through_the_model_state_dict() -> None:
     assert fresh.internals() == model.internals()
 
 
-def test_training_loss_updates_the_weighter_with_floats_evaluation_does_not() -> None:
+def test_training_loss_updates_the_weighter_on_its_device_evaluation_does_not() -> None:
     model = tiny_redcore()
     spec = make_spec("vector")
     batch = make_batch(spec, torch.tensor([[True, False, True]] * 3))
@@ -150,8 +156,8 @@ def test_training_loss_updates_the_weighter_with_floats_evaluation_does_not() ->
     model.train()
     model.loss(model(batch), batch)
     w = model.weighter
-    assert w.step == 1 and all(type(v) is float for v in w.ema + w.beta)
-    assert w.ema[1] == 0.0  # the second modality had no sample: guarded, not NaN
+    assert w.step == 1 and w.ema.dtype == w.beta.dtype == torch.float64
+    assert w.ema.tolist()[1] == 0.0  # the second modality had no sample: guarded, not NaN
     assert set(model.internals()) == {
         *(f"beta/{m}" for m in spec.names),
         *(f"advantage/{m}" for m in spec.names),
@@ -176,8 +182,8 @@ def test_reconstruction_is_summed_over_dims_and_averaged_over_present_samples() 
     target = {"a": torch.tensor([[0.0, 0.0], [5.0, 5.0], [3.0, 1.0]]), "b": torch.ones(3, 2)}
     present = {"a": torch.tensor([True, False, True]), "b": torch.tensor([False] * 3)}
     errors = reconstruction_errors(gen, target, present)
-    assert errors["a"] is not None and errors["a"].item() == pytest.approx((1 + 4 + 0 + 4) / 2)
-    assert errors["b"] is None
+    assert errors["a"].item() == pytest.approx((1 + 4 + 0 + 4) / 2)
+    assert errors["b"].item() == 0.0  # no sample: 0, and its beta-weighted term adds nothing
 
 
 def test_total_is_the_weighted_sum_of_its_parts() -> None:
@@ -188,7 +194,8 @@ def test_total_is_the_weighted_sum_of_its_parts() -> None:
     loss = model.loss(model(batch), batch)
     beta = model.weighter.weights()  # step 0 updated beta before weighting
     assert model.weighter.step == 1
-    p = loss.parts
+    p = {name: v.item() for name, v in loss.parts.items()}
+    beta = dict(zip(spec.names, beta.tolist(), strict=True))
     expected = p["task"] + sum(
         p[f"task/{m}"] + p[f"kl/{m}"] + 0.5 * beta[m] * p[f"recon/{m}"] for m in spec.names
     )
@@ -205,7 +212,7 @@ def test_kl_half_flag_halves_the_kl_parts() -> None:
         torch.manual_seed(1)
         parts[half] = model.loss(model(batch), batch).parts
     for m in spec.names:
-        assert parts[False][f"kl/{m}"] == pytest.approx(2 * parts[True][f"kl/{m}"])
+        assert parts[False][f"kl/{m}"].item() == pytest.approx(2 * parts[True][f"kl/{m}"].item())
 
 
 @pytest.mark.parametrize("detach", [True, False])
@@ -215,7 +222,6 @@ def test_detach_target_stops_the_gradient_into_the_target_encoder(detach: bool) 
     batch = make_batch(spec, all_patterns(spec))
     model.train()
     recon = model._reconstruction(model(batch))[spec.names[0]]
-    assert recon is not None
     own_vib = model.vib[spec.names[0]].muvar.weight
     (grad,) = torch.autograd.grad(recon, own_vib, allow_unused=True)
     assert (grad is None) == detach
@@ -268,11 +274,14 @@ def _one_rank_training_loss() -> dict[str, Any]:
     model.train()
     batch = make_batch(spec, torch.tensor(RANK_PRESENT[rank]), seed=rank)
     out = model(batch)
-    local = {m: None if r is None else r.item() for m, r in model._reconstruction(out).items()}
+    errors = model._reconstruction(out)
+    has = dict(zip(errors, torch.tensor(RANK_PRESENT[rank]).any(0).tolist(), strict=True))
+    local = {m: r.item() if has[m] else None for m, r in errors.items()}
     model.loss(out, batch)
-    means = global_means(
+    values, present = global_means(
         torch.tensor([rank + 1.0, float("nan")]), torch.tensor([rank + 1, 0])
     )  # a NaN with count 0 is ignored
+    means = [v if p else None for v, p in zip(values.tolist(), present.tolist(), strict=True)]
     return {"local": local, "state": model.weighter.get_extra_state(), "means": means}
 
 

@@ -68,7 +68,7 @@ def test_every_shipped_study_validates(path: Path) -> None:
     cells = spec.cells()
     assert spec.name == path.stem
     assert cells and len({c.id for c in cells}) == len(cells)
-    assert spec.summary().count("\n") == 5
+    assert spec.summary().count("\n") == 6
 
 
 def test_quickstart_is_small() -> None:

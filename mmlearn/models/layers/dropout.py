@@ -10,6 +10,10 @@ instead, eight per 64-bit draw, and decides an element by its byte: a byte above
 ``U = (byte + u) / 256`` falls below ``p``: the drop probability is ``p`` to 2^-32 (``rand``
 and ``bernoulli_`` resolve it to 2^-24). The mask is written directly in the activations'
 dtype, so applying it is a plain same-dtype multiply.
+
+The tie fix-up finds the tied words with ``nonzero``, whose output size depends on the data: on
+a GPU that makes the host wait for the device at every dropout layer. Off the CPU the mask is
+therefore drawn with ``bernoulli_`` (one kernel, no wait), where per-element draws are cheap.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ def keep_mask(
         return torch.ones(shape, dtype=dtype, device=device)
     if p >= 1.0:
         return torch.zeros(shape, dtype=dtype, device=device)
+    if torch.device(device).type != "cpu":
+        return torch.empty(shape, dtype=dtype, device=device).bernoulli_(1.0 - p)
     n = math.prod(shape)
     words = torch.empty((n + 7) // 8, dtype=torch.int64, device=device)
     words.random_(-(2**63), None)  # every bit uniform
