@@ -27,7 +27,8 @@ from aimrocks.errors import RocksIOError
 
 from mmlearn.report.journal import TRIAL_COLUMNS
 from mmlearn.report.records import ReportError, StudyRecords, tidy_final, with_weights
-from mmlearn.study.spec import Cell, StudySpec
+from mmlearn.study.cells import Cell
+from mmlearn.study.spec import StudySpec
 
 log = logging.getLogger(__name__)
 

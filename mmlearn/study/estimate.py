@@ -40,7 +40,8 @@ from mmlearn.data.sources.synthetic import split_size
 from mmlearn.data.store import FeatureStore, StoreSplit, open_store
 from mmlearn.errors import ConfigError, DataError
 from mmlearn.models.registry import build
-from mmlearn.study.spec import Cell, StudySpec
+from mmlearn.study.cells import Cell
+from mmlearn.study.spec import StudySpec
 from mmlearn.train.engine import fit
 
 STUDY_OVERHEAD_S = 20.0  # Ray, Tune, results: docs/benchmarks.md "study", 17-27 s on 2 cores

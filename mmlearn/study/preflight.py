@@ -23,8 +23,9 @@ from mmlearn.data.spec import DatasetSpec
 from mmlearn.data.store import FeatureStore
 from mmlearn.errors import ConfigError, DataError
 from mmlearn.models.registry import build
+from mmlearn.study.cells import Cell
 from mmlearn.study.disk import SpaceNeed, check_room
-from mmlearn.study.spec import Cell, StudySpec
+from mmlearn.study.spec import StudySpec
 from mmlearn.train.schedule import stage_spans
 
 _FIX = "prepare the store again with `mmlearn data prepare`"

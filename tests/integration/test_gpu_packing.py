@@ -16,7 +16,7 @@ import pytest
 import ray
 from ray import tune
 
-from mmlearn.study.spec import ResourcesSpec
+from mmlearn.study.sections import ResourcesSpec
 from mmlearn.study.trial import use_assigned_resources
 
 RESOURCES = ResourcesSpec(
