@@ -80,11 +80,14 @@ def process_group() -> Iterator[World]:
 def destroy_process_group() -> None:
     """Destroy the default process group, if any, safely whether or not a fit started.
 
-    DeepSpeed caches the group once a fit used it, and its own teardown clears that cache; a
-    fit that failed before DeepSpeed started has no such cache (``deepspeed.comm.cdb`` is None),
-    and DeepSpeed's teardown would raise ``AttributeError`` over the fit's own error.
+    DeepSpeed caches the group once a fit used it, and its own teardown clears that cache
+    (without it, the next fit in this process finds DeepSpeed's subgroups of the destroyed group:
+    "Group ... is not registered"). A fit that failed before DeepSpeed ever started has no
+    DeepSpeed backend, and DeepSpeed's teardown would raise ``AttributeError`` over the fit's
+    own error. ``deepspeed.comm.is_initialized()`` reads the live backend; the package attribute
+    ``deepspeed.comm.cdb`` is a copy taken at import time and is always None.
     """
-    if deepspeed.comm.cdb is not None:
+    if deepspeed.comm.is_initialized():
         deepspeed.comm.destroy_process_group()
     elif dist.is_initialized():
         dist.destroy_process_group()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import ray.train
 from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
 
@@ -43,3 +46,20 @@ def test_trainer_without_datasets_starts_no_dataset_manager() -> None:
 def test_trainer_with_datasets_keeps_them() -> None:
     callbacks = _callbacks(train=[1, 2, 3])
     assert any(isinstance(c, DatasetsCallback) for c in callbacks)
+
+
+def test_a_group_whose_fit_failed_before_deepspeed_started_is_torn_down_cleanly() -> None:
+    """In a fresh process DeepSpeed has no backend yet: leaving the block on an error must
+    destroy the group without DeepSpeed's teardown raising over that error."""
+    code = (
+        "import torch.distributed as dist\n"
+        "from mmlearn.train.distributed import process_group\n"
+        "try:\n"
+        "    with process_group():\n"
+        "        raise KeyError('the fit failed')\n"
+        "except KeyError as e:\n"
+        "    print('raised', e, 'group left', dist.is_initialized())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "raised 'the fit failed' group left False"
