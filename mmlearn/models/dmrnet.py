@@ -160,13 +160,18 @@ class HardCombinationMiner(nn.Module):
         """
         incomplete = range(1, (1 << len(self.modalities)) - 1)  # neither empty nor full
         local = self.mean_variance()
-        means = global_means(
+        means, present = global_means(
             torch.tensor(
                 [local.get(b, 0.0) for b in incomplete], dtype=torch.float64, device=device
             ),
             torch.tensor([self.count.get(b, 0) for b in incomplete], device=device),
         )
-        seen = [(b, m) for b, m in zip(incomplete, means, strict=True) if m is not None]
+        # Once per fit: reading the means back to the host here costs no step a wait.
+        seen = [
+            (b, m)
+            for b, m, p in zip(incomplete, means.tolist(), present.tolist(), strict=True)
+            if p
+        ]
         ranked = sorted(seen, key=lambda kv: (-kv[1], kv[0]))
         self.hard = tuple(bits for bits, _ in ranked[: self.top_k])
         self.mined = True
