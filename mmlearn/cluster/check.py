@@ -68,6 +68,10 @@ _TYPE_WORDS = {
 }
 
 
+MAX_PROBLEM_LINES = 3
+"""Lines of problems shown per cluster file; the rest are counted in the last line."""
+
+
 @dataclass(frozen=True)
 class NodeType:
     """A kind of node and how many of it the cluster may hold.
@@ -187,7 +191,13 @@ def check_cluster(path: str | Path, studies: Sequence[tuple[Path, StudySpec]] = 
             )
             problems += _placement_problems(node_types, studies, head)
     if problems:
-        lines = dict.fromkeys(f"{path}: {_where(loc)}{message}" for loc, message in problems)
+        lines = list(dict.fromkeys(f"{path}: {_where(loc)}{message}" for loc, message in problems))
+        if len(lines) > MAX_PROBLEM_LINES:  # one slip can break many rules: show the first
+            more = len(lines) - (MAX_PROBLEM_LINES - 1)
+            lines = [
+                *lines[: MAX_PROBLEM_LINES - 1],
+                f"{path}: and {more} more problems; fix these and check again",
+            ]
         raise ConfigError("\n".join(lines))  # Ray's schema can say a thing twice (anyOf)
     return ClusterFile(path, _provider(config), node_types, storage)
 

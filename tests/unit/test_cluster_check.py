@@ -270,3 +270,19 @@ def test_fractional_gpus_are_packed_per_gpu_and_per_node(tmp_path: Path) -> None
     # gpu_1x: 8 CPUs hold 4, 1 GPU holds 4; gpu_4x: 48 CPUs hold 24, 4 GPUs hold 16.
     summary = check_clusters([GPU], [study])
     assert "trials at once: 4 per GPU, per gpu_1x node 4, per gpu_4x node 16" in summary
+
+
+def test_many_problems_of_one_file_are_shown_three_lines_at_most(tmp_path: Path) -> None:
+    import yaml
+
+    config = yaml.safe_load(GPU.read_text())
+    for name, node_type in config["available_node_types"].items():
+        node_type.pop("resources")  # a required key missing in every node type
+        node_type[f"resourcez_{name}"] = {}  # and an unknown key beside it
+    path = tmp_path / "many.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError) as e:
+        check_cluster(path)
+    lines = str(e.value).splitlines()
+    assert len(lines) == 3, lines
+    assert lines[-1].startswith(f"{path}: and ") and "more problems; fix these" in lines[-1]
