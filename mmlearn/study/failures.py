@@ -69,6 +69,9 @@ def failures(experiment: Path) -> list[TrialFailure]:
     return found
 
 
-def first_failure(experiment: Path, cell: str) -> TrialFailure | None:
-    """The oldest failure of ``cell`` in ``experiment``, if any."""
-    return next((f for f in failures(experiment) if f.cell == cell), None)
+def first_failures(experiment: Path) -> dict[str, TrialFailure]:
+    """The oldest failure of each cell of ``experiment`` that has one (each file read once)."""
+    firsts: dict[str, TrialFailure] = {}
+    for failure in failures(experiment):
+        firsts.setdefault(failure.cell, failure)
+    return firsts

@@ -38,7 +38,7 @@ from mmlearn.study import results, snapshots, worst_case
 from mmlearn.study.cells import Cell
 from mmlearn.study.disk import StorageWatch, full_storage_stops
 from mmlearn.study.drivers import DRIVER_RESOURCE, DRIVER_SLOTS, train_env
-from mmlearn.study.failures import first_failure
+from mmlearn.study.failures import TrialFailure, first_failures
 from mmlearn.study.load import load_study
 from mmlearn.study.preflight import preflight
 from mmlearn.study.progress import Progress, StudyProgress, cell_trials
@@ -484,7 +484,10 @@ def _check_search_done(
         if sum(t.state == TrialState.FAIL for t in found) >= MAX_FAILED:
             failing.append(cell.id)
     if failing:
-        causes = "; ".join(_failing_cell(cell, folder / EXPERIMENT) for cell in failing)
+        firsts = first_failures(folder / EXPERIMENT)
+        causes = "; ".join(
+            _failing_cell(cell, firsts.get(cell), folder / EXPERIMENT) for cell in failing
+        )
         raise SearchIncompleteError(
             f"the search stopped: {causes}; fix the cause and rerun the same command"
         )
@@ -495,9 +498,8 @@ def _check_search_done(
         )
 
 
-def _failing_cell(cell: str, experiment: Path) -> str:
+def _failing_cell(cell: str, first: TrialFailure | None, experiment: Path) -> str:
     """``N trials of CELL failed, first with: CAUSE (traceback: FILE)``."""
-    first = first_failure(experiment, cell)
     where = (
         f"first with: {first.cause} (traceback: {first.error_file})"
         if first is not None

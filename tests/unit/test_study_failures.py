@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from mmlearn.study.failures import MAX_CAUSE, error_cause, failures, first_failure, read_cause
+from mmlearn.study.failures import MAX_CAUSE, error_cause, failures, first_failures, read_cause
 
 # What Tune 2.60 wrote for a DMRNet trial that failed twice (shortened; colours as written).
 RAY_ERROR = """Failure # 1 (occurred at 2026-12-07_22-48-15)
@@ -67,5 +67,6 @@ def test_failures_name_their_cell_oldest_first(tmp_path: Path) -> None:
         ("dmrnet@c", "KeyError: 'x'"),
         ("unknown cell", "OSError: disk"),
     ]
-    assert first_failure(tmp_path, "dmrnet@c") == found[0]
-    assert first_failure(tmp_path, "redcore@c") is None
+    firsts = first_failures(tmp_path)
+    assert firsts["dmrnet@c"] == found[0]
+    assert "redcore@c" not in firsts
